@@ -1,0 +1,46 @@
+"""The `labhub` command: steps that run before or as the hub."""
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from . import auth, certs, settings
+from .settings import CONTEXT_DIR, SECRET_DIR
+
+CONFIG_FILE = "jupyterhub_config.py"
+
+
+def config_file() -> str:
+    """The site copy of the hub config when the admin made one, else the shipped template."""
+    site = CONTEXT_DIR / CONFIG_FILE
+    return str(site if site.exists() else site.with_name(CONFIG_FILE + ".template"))
+
+
+def setup(_args) -> None:
+    """One-shot compose step before the hub and the proxy start."""
+    s = settings.load()
+    print(f"labhub setup: {certs.ensure_certificate(SECRET_DIR, s.hostname)}")
+    for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
+        print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
+
+
+def hub(_args) -> None:
+    # JupyterHub loads only files named *.py, so the template is reached through a link.
+    link = Path(tempfile.mkdtemp(prefix="labhub-")) / CONFIG_FILE
+    link.symlink_to(config_file())
+    print(f"labhub hub: config {config_file()}", flush=True)
+    os.execvp("jupyterhub", ["jupyterhub", "-f", str(link)])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="command")
+    commands.add_parser("setup", help="check settings, make the certificate and admin passwords").set_defaults(run=setup)
+    commands.add_parser("hub", help="run JupyterHub with the site's config").set_defaults(run=hub)
+    args = parser.parse_args(argv)
+    args.run(args)  # a SettingError exits with its one-line message
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Where the hub runs: its compose project, and the network user servers join.
+
+Everything here is derived from the hub container's own compose labels, so the project name (and
+with it every container, volume and network name) is written nowhere else.
+"""
+
+import socket
+from dataclasses import dataclass
+
+import docker
+from docker.errors import NotFound
+
+USERS_NETWORK_LABEL = "org.labhub.users-network"
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str
+    hub_alias: str  # the hub's compose service name: how user servers reach the hub API
+
+    @property
+    def users_network(self) -> str:
+        return f"{self.project}-users"
+
+    @property
+    def container_prefix(self) -> str:
+        return f"{self.project}-user"
+
+    @property
+    def home_volume(self) -> str:
+        """Per-user home volume; DockerSpawner fills in the escaped user name."""
+        return f"{self.project}-home-{{username}}"
+
+
+def join_users_network(client: docker.DockerClient) -> Stack:
+    """Finds the hub's compose project and attaches the hub to the user servers' network.
+
+    The hub creates that network itself instead of compose: user servers outlive the hub
+    (cleanup_servers = False), and a compose-managed network with servers still on it would make
+    `docker compose down` fail.
+    """
+    hub = client.containers.get(socket.gethostname())
+    stack = Stack(project=hub.labels["com.docker.compose.project"],
+                  hub_alias=hub.labels["com.docker.compose.service"])
+    try:
+        network = client.networks.get(stack.users_network)
+    except NotFound:
+        network = client.networks.create(stack.users_network, driver="bridge",
+                                         labels={USERS_NETWORK_LABEL: stack.project})
+    if stack.users_network not in hub.attrs["NetworkSettings"]["Networks"]:
+        network.connect(hub, aliases=[stack.hub_alias])
+    return stack

@@ -1,0 +1,179 @@
+"""Test harness: LabHub deployments run for real with Docker Compose, and a client that talks to
+them the way a browser does (HTTPS through Traefik, cookies, XSRF, WebSockets)."""
+
+import json
+import shutil
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import websocket
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = Path("/tmp/labhub-tests")
+
+
+def run(*cmd, cwd=None, check=True, timeout=900, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, check=check, timeout=timeout, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def docker(*args, check=True) -> str:
+    return run("docker", *args, check=check).stdout.strip()
+
+
+class Deployment:
+    """A copy of the repository's files in its own folder with its own compose project name,
+    like an admin's fresh clone: its own secret/, .env and state."""
+
+    def __init__(self, name: str):
+        self.project = name
+        self.dir = WORK / name
+        if self.dir.exists():
+            self.destroy()
+        files = run("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split()
+        for rel in files:
+            if (REPO / rel).is_file():
+                (self.dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / rel, self.dir / rel)
+
+    @property
+    def secret(self) -> Path:
+        return self.dir / "secret"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.secret / "labhub-ca.crt")
+
+    def admin_password(self, admin="admin") -> str:
+        return (self.secret / "admin-passwords" / admin).read_text().strip()
+
+    def compose(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
+        return run("docker", "compose", "-p", self.project, *args, cwd=self.dir, check=check, timeout=timeout)
+
+    def up(self, check=True) -> subprocess.CompletedProcess:
+        return self.compose("up", "-d", "--wait", check=check)
+
+    def user_container(self, user: str):
+        """The id of a user's server container, or None."""
+        out = docker("ps", "-q", "--no-trunc", "--filter", f"name=^{self.project}-user-{user}$")
+        return out or None
+
+    def destroy(self) -> None:
+        """Removes everything the deployment made: containers (user servers too), volumes, networks."""
+        if (self.dir / "docker-compose.yml").exists():
+            self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+        users = docker("ps", "-aq", "--filter", f"name=^{self.project}-user-", check=False).split()
+        if users:
+            docker("rm", "-f", *users, check=False)
+        volumes = docker("volume", "ls", "-q", "--filter", f"name=^{self.project}-home-", check=False).split()
+        if volumes:
+            docker("volume", "rm", "-f", *volumes, check=False)
+        docker("network", "rm", f"{self.project}-users", check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class HubClient:
+    """A logged-in user, through Traefik over HTTPS."""
+
+    def __init__(self, deployment: Deployment, base="https://localhost"):
+        self.deployment = deployment
+        self.base = base
+        self.http = requests.Session()
+        self.http.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats verify
+        self.http.verify = deployment.ca_file
+        self.user = None
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def xsrf_headers(self) -> dict:
+        return {"X-XSRFToken": self.http.cookies.get("_xsrf", path="/hub/") or self.http.cookies.get("_xsrf")}
+
+    def login(self, user: str, password: str) -> requests.Response:
+        self.user = user
+        page = self.http.get(self.url("/hub/login"))
+        page.raise_for_status()
+        r = self.http.post(self.url("/hub/login"), data={
+            "username": user, "password": password, "_xsrf": self.http.cookies.get("_xsrf")})
+        return r
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        return self.http.request(method, self.url("/hub/api" + path), headers=self.xsrf_headers(), **kw)
+
+    def start_server(self, timeout=180) -> dict:
+        r = self.api("POST", f"/users/{self.user}/server")
+        assert r.status_code in (201, 202, 400), r.text  # 400: already running
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout=180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"/users/{self.user}").json()
+            server = model.get("servers", {}).get("", {})
+            if server.get("ready"):
+                return server
+            time.sleep(0.5)
+        raise TimeoutError(f"server of {self.user} not ready after {timeout}s: {model}")
+
+    def stop_server(self, timeout=120) -> None:
+        r = self.api("DELETE", f"/users/{self.user}/server")
+        assert r.status_code in (202, 204), r.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.api("GET", f"/users/{self.user}").json().get("servers"):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"server of {self.user} did not stop")
+
+    def lab(self) -> requests.Response:
+        """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server)."""
+        return self.http.get(self.url(f"/user/{self.user}/lab"))
+
+    def server_api(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {"X-XSRFToken": self.http.cookies.get("_xsrf", path=f"/user/{self.user}/") or ""}
+        return self.http.request(method, self.url(f"/user/{self.user}/api{path}"), headers=headers, **kw)
+
+    def write_file(self, path: str, text: str) -> None:
+        r = self.server_api("PUT", f"/contents/{path}", json={"type": "file", "format": "text", "content": text})
+        assert r.status_code in (200, 201), r.text
+
+    def read_file(self, path: str) -> str | None:
+        r = self.server_api("GET", f"/contents/{path}")
+        return r.json()["content"] if r.status_code == 200 else None
+
+    def start_kernel(self) -> str:
+        r = self.server_api("POST", "/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def execute(self, kernel_id: str, code: str, timeout=60) -> str:
+        """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""
+        ws_url = self.url(f"/user/{self.user}/api/kernels/{kernel_id}/channels").replace("https://", "wss://")
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
+        ws = websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,
+                                         sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.deployment.ca_file})
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": self.user, "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": False,
+                            "user_expressions": {}, "allow_stdin": False},
+            }))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "execute_result":
+                    return msg["content"]["data"]["text/plain"]
+                if msg["msg_type"] == "error":
+                    raise AssertionError(f"kernel error: {msg['content']}")
+            raise TimeoutError("no execute_result")
+        finally:
+            ws.close()
