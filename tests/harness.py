@@ -52,10 +52,16 @@ class Deployment:
         return (self.secret / "admin-passwords" / admin).read_text().strip()
 
     def compose(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
-        return run("docker", "compose", "-p", self.project, *args, cwd=self.dir, check=check, timeout=timeout)
+        return run("docker", "compose", "--ansi", "never", "-p", self.project, *args,
+                   cwd=self.dir, check=check, timeout=timeout)
 
     def up(self, check=True) -> subprocess.CompletedProcess:
         return self.compose("up", "-d", "--wait", check=check)
+
+    def service_log(self, service: str) -> str:
+        """What a service's container printed (docker logs: compose's own adds terminal codes)."""
+        container = self.compose("ps", "-a", "-q", service).stdout.strip()
+        return docker("logs", container)
 
     def user_container(self, user: str):
         """The id of a user's server container, or None."""
@@ -107,7 +113,9 @@ class HubClient:
     def start_server(self, timeout=180) -> dict:
         r = self.api("POST", f"/users/{self.user}/server")
         assert r.status_code in (201, 202, 400), r.text  # 400: already running
-        return self.wait_ready(timeout)
+        server = self.wait_ready(timeout)
+        self.lab().raise_for_status()  # log in to this server (a new server means a new login)
+        return server
 
     def wait_ready(self, timeout=180) -> dict:
         deadline = time.monotonic() + timeout
@@ -133,8 +141,13 @@ class HubClient:
         """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server)."""
         return self.http.get(self.url(f"/user/{self.user}/lab"))
 
+    def _server_xsrf(self) -> str | None:
+        return self.http.cookies.get("_xsrf", path=f"/user/{self.user}/")
+
     def server_api(self, method: str, path: str, **kw) -> requests.Response:
-        headers = {"X-XSRFToken": self.http.cookies.get("_xsrf", path=f"/user/{self.user}/") or ""}
+        if not self._server_xsrf():  # not yet logged in to the server itself
+            self.lab().raise_for_status()
+        headers = {"X-XSRFToken": self._server_xsrf() or ""}
         return self.http.request(method, self.url(f"/user/{self.user}/api{path}"), headers=headers, **kw)
 
     def write_file(self, path: str, text: str) -> None:
@@ -143,7 +156,10 @@ class HubClient:
 
     def read_file(self, path: str) -> str | None:
         r = self.server_api("GET", f"/contents/{path}")
-        return r.json()["content"] if r.status_code == 200 else None
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()["content"]
 
     def start_kernel(self) -> str:
         r = self.server_api("POST", "/kernels", json={"name": "python3"})
@@ -152,6 +168,8 @@ class HubClient:
 
     def execute(self, kernel_id: str, code: str, timeout=60) -> str:
         """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""
+        if not self._server_xsrf():
+            self.lab().raise_for_status()
         ws_url = self.url(f"/user/{self.user}/api/kernels/{kernel_id}/channels").replace("https://", "wss://")
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         ws = websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,

@@ -53,16 +53,16 @@ def _pem_key(key) -> bytes:
 def _read_cert(files: TlsFiles, path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificates(path.read_bytes())[0]
-    except (OSError, ValueError) as e:
-        raise SettingError(f"{files.shown(path)}: cannot read a PEM certificate ({e}); "
+    except (OSError, ValueError):
+        raise SettingError(f"{files.shown(path)}: cannot read a PEM certificate; "
                            "replace it with the PEM file (BEGIN CERTIFICATE) or remove it") from None
 
 
 def _read_key(files: TlsFiles, path: Path):
     try:
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
-        raise SettingError(f"{files.shown(path)}: cannot read an unencrypted PEM private key ({e}); "
+    except (OSError, ValueError, TypeError):
+        raise SettingError(f"{files.shown(path)}: cannot read an unencrypted PEM private key; "
                            "replace it with the key file (BEGIN PRIVATE KEY)") from None
 
 

@@ -1,0 +1,42 @@
+"""Bad input stops the stack before anything serves, with one line naming the setting and the fix."""
+
+import pytest
+
+import harness
+
+# Each case: how to break a fresh deployment, and the line `labhub setup` must print.
+CASES = {
+    "cert-without-key": (
+        lambda d: (d.secret / "tls").mkdir(parents=True) or (d.secret / "tls/tls.crt").write_text("x"),
+        "labhub: error: secret/tls/tls.key: missing while secret/tls/tls.crt is there; add it, "
+        "or remove secret/tls/tls.crt to use a self-made certificate"),
+    "unreadable-cert": (
+        lambda d: (d.secret / "tls").mkdir(parents=True) or [(d.secret / f"tls/tls.{ext}").write_text("not PEM")
+                                                           for ext in ("crt", "key")],
+        "labhub: error: secret/tls/tls.crt: cannot read a PEM certificate"),
+    "unknown-login-method": (
+        lambda d: (d.dir / ".env").write_text("LABHUB_AUTH=kerberos\n"),
+        "labhub: error: LABHUB_AUTH: unknown login method 'kerberos'; set it to one of native (in .env, see .env.template)"),
+    "misspelt-setting": (
+        lambda d: (d.dir / ".env").write_text("LABHUB_HOSTNAMES=lab.example.edu\n"),
+        "labhub: error: LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME,"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_refuses_to_start_with_one_clear_line(case):
+    breaks, expected = CASES[case]
+    deployment = harness.Deployment(f"labhubbad-{case}")
+    try:
+        breaks(deployment)
+        result = deployment.up(check=False)
+        assert result.returncode != 0, "the stack started despite bad input"
+
+        lines = deployment.service_log("setup").splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(expected), lines[0]
+
+        states = deployment.compose("ps", "-a", "--format", "{{.Service}} {{.State}}").stdout.splitlines()
+        assert not [s for s in states if s.split()[0] in ("hub", "proxy") and s.split()[1] == "running"], states
+    finally:
+        deployment.destroy()
