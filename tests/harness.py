@@ -35,6 +35,8 @@ class Deployment:
         if self.dir.exists():
             self.destroy()
         files = run("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split()
+        # The site's extra CAs (git-ignored) belong to a real checkout too: builds need them.
+        files += [str(p.relative_to(REPO)) for p in (REPO / "ca-certificates").glob("*.crt")]
         for rel in files:
             if (REPO / rel).is_file():
                 (self.dir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,7 @@ class Deployment:
     def service_log(self, service: str) -> str:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""
         container = self.compose("ps", "-a", "-q", service).stdout.strip()
+        assert container, f"{self.project} has no {service} container"
         return docker("logs", container)
 
     def user_container(self, user: str):
