@@ -1,6 +1,7 @@
 """Test harness: LabHub deployments run for real with Docker Compose, and a client that talks to
 them the way a browser does (HTTPS through Traefik, cookies, XSRF, WebSockets)."""
 
+import contextlib
 import json
 import shutil
 import ssl
@@ -59,6 +60,23 @@ class Deployment:
 
     def up(self, check=True) -> subprocess.CompletedProcess:
         return self.compose("up", "-d", "--wait", check=check)
+
+    def set_env(self, **settings) -> None:
+        """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would."""
+        lines = [f"LABHUB_{name.upper()}={value}" for name, value in settings.items()]
+        (self.dir / ".env").write_text("".join(line + "\n" for line in lines))
+
+    @contextlib.contextmanager
+    def configured(self, **settings):
+        """The running deployment with these settings in .env; the defaults again afterwards."""
+        self.set_env(**settings)
+        try:
+            result = self.up(check=False)
+            assert result.returncode == 0, result.stdout[-3000:] + self.compose("logs", "--tail", "30", check=False).stdout
+            yield self
+        finally:
+            (self.dir / ".env").unlink()
+            self.up()
 
     def service_log(self, service: str) -> str:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""

@@ -19,10 +19,14 @@ def config_file() -> str:
 
 def setup(_args) -> None:
     """One-shot compose step before the hub and the proxy start."""
+    # Everything that can be wrong is checked before anything is made, so a refusal is one line.
     s = settings.load()
+    auth.check(s, SECRET_DIR, os.environ)
     print(f"labhub setup: {certs.ensure_certificate(SECRET_DIR, s.hostname)}")
-    for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
-        print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
+    if auth.needs_admin_passwords(s):
+        for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
+            print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
+    print(f"labhub setup: login method {s.auth}")
 
 
 def hub(_args) -> None:

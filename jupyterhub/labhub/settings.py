@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PREFIX = "LABHUB_"
 
@@ -17,7 +18,8 @@ CONTEXT_DIR = Path("/srv/jupyterhub/context")
 SECRET_DIR = Path("/srv/jupyterhub/secret")
 DATA_DIR = Path("/srv/jupyterhub/data")
 
-AUTH_METHODS = ("native",)
+AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
+LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -42,10 +44,31 @@ class Setting:
     help: str
 
 
+# The one table of settings. .env.template documents each with the same default (a unit test
+# keeps the two in step); the README explains them by login method.
 SETTINGS = {
     "HOSTNAME": Setting("localhost", "host name users type in the browser; the certificate is made for it"),
     "AUTH": Setting("native", "login method: " + ", ".join(AUTH_METHODS)),
-    "ADMIN_USERS": Setting("admin", "comma-separated admin user names; each one's first password is made in secret/admin-passwords/"),
+    "ADMIN_USERS": Setting("admin", "comma-separated admin user names"),
+    "ALLOWED_USERS": Setting("", "comma-separated user names who may log in (github, oidc, ldap)"),
+    "NATIVE_TOTP": Setting("false", "true: users may protect their account with a TOTP code (native)"),
+    "GITHUB_ORGS": Setting("", "GitHub organizations, or org:team, whose members may log in"),
+    "OIDC_ISSUER": Setting("", "issuer URL of the OpenID Connect provider"),
+    "OIDC_USERNAME_CLAIM": Setting("preferred_username", "claim that holds the user name"),
+    "OIDC_GROUPS_CLAIM": Setting("groups", "claim that holds the user's groups"),
+    "OIDC_ALLOWED_GROUPS": Setting("", "comma-separated groups whose members may log in"),
+    "OIDC_ADMIN_GROUPS": Setting("", "comma-separated groups whose members are admins"),
+    "OIDC_EMAIL_DOMAIN": Setting("", "only e-mail addresses @ this domain may log in; the user name is the part before @"),
+    "OIDC_SCOPES": Setting("openid profile email", "scopes to ask for, space-separated"),
+    "LDAP_SERVER": Setting("", "LDAP server host name"),
+    "LDAP_PORT": Setting("", "LDAP port; default 389, or 636 with LDAP_TLS=ldaps"),
+    "LDAP_TLS": Setting("starttls", "TLS to the LDAP server: " + ", ".join(LDAP_TLS_MODES)),
+    "LDAP_BIND_DN_TEMPLATE": Setting("", "DN to bind as, with {username}, e.g. uid={username},ou=people,dc=example,dc=edu"),
+    "LDAP_SEARCH_BASE": Setting("", "where to search for the user's DN, instead of a template"),
+    "LDAP_USER_ATTRIBUTE": Setting("uid", "attribute that holds the user name, when searching"),
+    "LDAP_SEARCH_USER": Setting("", "DN to search as (password in secret/ldap-password); empty: anonymous"),
+    "LDAP_ALLOWED_GROUPS": Setting("", "group DNs whose members may log in, separated by ;"),
+    "LDAP_ADMIN_GROUPS": Setting("", "group DNs whose members are admins, separated by ;"),
 }
 
 
@@ -54,14 +77,85 @@ class Settings:
     hostname: str
     auth: str
     admin_users: tuple[str, ...]
+    allowed_users: tuple[str, ...]
+    native_totp: bool
+    github_orgs: tuple[str, ...]
+    oidc_issuer: str
+    oidc_username_claim: str
+    oidc_groups_claim: str
+    oidc_allowed_groups: tuple[str, ...]
+    oidc_admin_groups: tuple[str, ...]
+    oidc_email_domain: str
+    oidc_scopes: tuple[str, ...]
+    ldap_server: str
+    ldap_port: int
+    ldap_tls: str
+    ldap_bind_dn_template: str
+    ldap_search_base: str
+    ldap_user_attribute: str
+    ldap_search_user: str
+    ldap_allowed_groups: tuple[str, ...]
+    ldap_admin_groups: tuple[str, ...]
+
+    @property
+    def public_url(self) -> str:
+        return f"https://{self.hostname}"
 
 
-def _fail(name: str, problem: str, fix: str) -> SettingError:
+def fail(name: str, problem: str, fix: str) -> SettingError:
     return SettingError(f"{PREFIX}{name}: {problem}; {fix} (in .env, see .env.template)")
 
 
+class _Reader:
+    """Parses raw values, each failure naming its setting."""
+
+    def __init__(self, environ):
+        self.raw = {name: environ.get(PREFIX + name, "").strip() or s.default for name, s in SETTINGS.items()}
+
+    def text(self, name: str) -> str:
+        return self.raw[name]
+
+    def choice(self, name: str, choices, what: str) -> str:
+        value = self.raw[name].lower()
+        if value not in choices:
+            raise fail(name, f"unknown {what} {self.raw[name]!r}", f"set it to one of {', '.join(choices)}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return self.choice(name, ("true", "false"), "value") == "true"
+
+    def items(self, name: str, sep: str = ",") -> tuple[str, ...]:
+        return tuple(dict.fromkeys(item.strip() for item in self.raw[name].split(sep) if item.strip()))
+
+    def users(self, name: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(u.lower() for u in self.items(name)))
+        bad = [u for u in names if not _USERNAME.match(u)]
+        if bad:
+            raise fail(name, f"{bad[0]!r} is not a user name",
+                       "use lower-case names (letters, digits, . _ -) separated by commas")
+        return names
+
+    def url(self, name: str) -> str:
+        value = self.raw[name].rstrip("/")
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("https", "http") or not parts.hostname):
+            raise fail(name, f"{value!r} is not an http(s) URL", "set it to e.g. https://login.example.edu")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.raw[name]
+        if not value:
+            return default
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise fail(name, f"{value!r} is not a port number", "set a number from 1 to 65535, or leave it empty")
+        return int(value)
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
-    """Reads and validates every LABHUB_* setting; raises SettingError on the first problem."""
+    """Reads and validates every LABHUB_* setting; raises SettingError on the first problem.
+
+    This checks each value's form; whether the chosen login method has what it needs is
+    labhub.auth.check's job."""
     environ = os.environ if environ is None else environ
     for key in sorted(environ):
         if key.startswith(PREFIX) and key[len(PREFIX):] not in SETTINGS:
@@ -69,20 +163,38 @@ def load(environ: dict[str, str] | None = None) -> Settings:
                 f"{key}: unknown setting; use one of {', '.join(PREFIX + n for n in SETTINGS)} "
                 "or remove it (in .env, see .env.template)"
             )
-    raw = {name: environ.get(PREFIX + name, "").strip() or s.default for name, s in SETTINGS.items()}
+    r = _Reader(environ)
 
-    hostname = raw["HOSTNAME"].lower()
+    hostname = r.text("HOSTNAME").lower()
     if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", hostname):
-        raise _fail("HOSTNAME", f"{raw['HOSTNAME']!r} is not a host name", "set it to e.g. labhub.example.edu")
+        raise fail("HOSTNAME", f"{hostname!r} is not a host name", "set it to e.g. labhub.example.edu")
+    admins = r.users("ADMIN_USERS")
+    if not admins:
+        raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
+    domain = r.text("OIDC_EMAIL_DOMAIN").lower().lstrip("@")
+    ldap_tls = r.choice("LDAP_TLS", LDAP_TLS_MODES, "TLS mode")
 
-    auth = raw["AUTH"].lower()
-    if auth not in AUTH_METHODS:
-        raise _fail("AUTH", f"unknown login method {raw['AUTH']!r}", f"set it to one of {', '.join(AUTH_METHODS)}")
-
-    admins = tuple(dict.fromkeys(a.strip().lower() for a in raw["ADMIN_USERS"].split(",") if a.strip()))
-    bad = [a for a in admins if not _USERNAME.match(a)]
-    if not admins or bad:
-        raise _fail("ADMIN_USERS", f"{raw['ADMIN_USERS']!r} is not a list of user names",
-                    "use lower-case names separated by commas, e.g. admin,alice")
-
-    return Settings(hostname=hostname, auth=auth, admin_users=admins)
+    return Settings(
+        hostname=hostname,
+        auth=r.choice("AUTH", AUTH_METHODS, "login method"),
+        admin_users=admins,
+        allowed_users=r.users("ALLOWED_USERS"),
+        native_totp=r.flag("NATIVE_TOTP"),
+        github_orgs=r.items("GITHUB_ORGS"),
+        oidc_issuer=r.url("OIDC_ISSUER"),
+        oidc_username_claim=r.text("OIDC_USERNAME_CLAIM"),
+        oidc_groups_claim=r.text("OIDC_GROUPS_CLAIM"),
+        oidc_allowed_groups=r.items("OIDC_ALLOWED_GROUPS"),
+        oidc_admin_groups=r.items("OIDC_ADMIN_GROUPS"),
+        oidc_email_domain=domain,
+        oidc_scopes=tuple(r.text("OIDC_SCOPES").split()),
+        ldap_server=r.text("LDAP_SERVER"),
+        ldap_port=r.port("LDAP_PORT", 636 if ldap_tls == "ldaps" else 389),
+        ldap_tls=ldap_tls,
+        ldap_bind_dn_template=r.text("LDAP_BIND_DN_TEMPLATE"),
+        ldap_search_base=r.text("LDAP_SEARCH_BASE"),
+        ldap_user_attribute=r.text("LDAP_USER_ATTRIBUTE"),
+        ldap_search_user=r.text("LDAP_SEARCH_USER"),
+        ldap_allowed_groups=r.items("LDAP_ALLOWED_GROUPS", sep=";"),
+        ldap_admin_groups=r.items("LDAP_ADMIN_GROUPS", sep=";"),
+    )

@@ -1,0 +1,52 @@
+"""Native logins in Chromium: sign up, wait for approval, get approved in the admin's UI, log in;
+weak passwords refused at signup; five wrong passwords lock the account."""
+
+from conftest import log_in
+
+PASSWORD = "Gravity-Apple-1687"
+
+
+def sign_up(page, user, password):
+    page.goto("https://localhost/hub/signup")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.fill("#password_confirmation_input", password)
+    page.click("#signup_submit")
+    return page.locator(".alert").inner_text()
+
+
+def test_signup_approval_and_login(stack, new_page, artifacts):
+    newcomer = new_page()
+    assert "at least 8 characters" in sign_up(newcomer, "newton", "apple")
+    assert "not too common" in sign_up(newcomer, "newton", "12345678")
+    assert "sent to the admin" in sign_up(newcomer, "newton", PASSWORD)
+
+    log_in(newcomer, "newton", PASSWORD)
+    assert "has not been authorized by an administrator yet" in newcomer.locator(".login_error").inner_text()
+
+    admin = new_page()
+    log_in(admin, "admin", stack.admin_password())
+    admin.wait_for_url("**/user/admin/**", timeout=120_000)
+    admin.goto("https://localhost/hub/authorize")
+    admin.click("tr#newton >> text=Authorize")
+    admin.wait_for_selector("tr#newton.success")
+    admin.screenshot(path=str(artifacts / "native-approved.png"))
+
+    log_in(newcomer, "newton", PASSWORD)
+    newcomer.wait_for_url("**/user/newton/lab**", timeout=120_000)
+    newcomer.wait_for_selector(".jp-Launcher", timeout=120_000)
+
+
+def test_five_wrong_passwords_lock_the_account(stack, new_page):
+    page = new_page()
+    assert "sent to the admin" in sign_up(page, "guesser", PASSWORD)
+    approver = new_page()
+    log_in(approver, "admin", stack.admin_password())
+    approver.goto("https://localhost/hub/authorize/guesser")  # the Authorize button's link
+
+    for _ in range(5):
+        log_in(page, "guesser", "wrong-password")
+        assert "Invalid username or password" in page.locator(".login_error").inner_text()
+    log_in(page, "guesser", PASSWORD)
+    assert "Invalid username or password" in page.locator(".login_error").inner_text()
+    assert "/hub/login" in page.url
