@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from urllib.parse import quote
 import websocket
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,6 +104,16 @@ class Deployment:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def native_user(deployment: "Deployment", admin: "HubClient", user: str, password: str = "Lab-Notebook-2026") -> "HubClient":
+    """A new user of a native-login deployment: signed up, approved by the admin, logged in."""
+    client = HubClient(deployment)
+    client.sign_up(user, password)
+    admin.http.get(admin.url("/hub/authorize/" + quote(user, safe=""))).raise_for_status()
+    landed = client.login(user, password)
+    assert "/hub/login" not in landed.url, landed.text[:1000]
+    return client
+
+
 class HubClient:
     """A logged-in user, through Traefik over HTTPS."""
 
@@ -128,11 +139,18 @@ class HubClient:
             "username": user, "password": password, "_xsrf": self.http.cookies.get("_xsrf")})
         return r
 
+    def sign_up(self, user: str, password: str) -> None:
+        self.http.get(self.url("/hub/signup")).raise_for_status()
+        r = self.http.post(self.url("/hub/signup"), data={
+            "username": user, "signup_password": password, "signup_password_confirmation": password,
+            "_xsrf": self.http.cookies.get("_xsrf")})
+        assert "has been sent to the admin" in r.text, r.text[:2000]
+
     def api(self, method: str, path: str, **kw) -> requests.Response:
         return self.http.request(method, self.url("/hub/api" + path), headers=self.xsrf_headers(), **kw)
 
     def start_server(self, timeout=180) -> dict:
-        r = self.api("POST", f"/users/{self.user}/server")
+        r = self.api("POST", f"/users/{quote(self.user, safe='')}/server")
         assert r.status_code in (201, 202, 400), r.text  # 400: already running
         server = self.wait_ready(timeout)
         self.lab().raise_for_status()  # log in to this server (a new server means a new login)
@@ -141,7 +159,7 @@ class HubClient:
     def wait_ready(self, timeout=180) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            model = self.api("GET", f"/users/{self.user}").json()
+            model = self.api("GET", f"/users/{quote(self.user, safe='')}").json()
             server = model.get("servers", {}).get("", {})
             if server.get("ready"):
                 return server
@@ -149,27 +167,32 @@ class HubClient:
         raise TimeoutError(f"server of {self.user} not ready after {timeout}s: {model}")
 
     def stop_server(self, timeout=120) -> None:
-        r = self.api("DELETE", f"/users/{self.user}/server")
+        r = self.api("DELETE", f"/users/{quote(self.user, safe='')}/server")
         assert r.status_code in (202, 204), r.text
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.api("GET", f"/users/{self.user}").json().get("servers"):
+            if not self.api("GET", f"/users/{quote(self.user, safe='')}").json().get("servers"):
                 return
             time.sleep(0.5)
         raise TimeoutError(f"server of {self.user} did not stop")
 
+    @property
+    def server_path(self) -> str:
+        return "/user/" + quote(self.user, safe="") + "/"
+
     def lab(self) -> requests.Response:
         """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server)."""
-        return self.http.get(self.url(f"/user/{self.user}/lab"))
+        return self.http.get(self.url(self.server_path + "lab"))
 
     def _server_xsrf(self) -> str | None:
-        return self.http.cookies.get("_xsrf", path=f"/user/{self.user}/")
+        # The server's cookie path is the user's URL-escaped name: match it by prefix.
+        return next((c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith("/user/")), None)
 
     def server_api(self, method: str, path: str, **kw) -> requests.Response:
         if not self._server_xsrf():  # not yet logged in to the server itself
             self.lab().raise_for_status()
         headers = {"X-XSRFToken": self._server_xsrf() or ""}
-        return self.http.request(method, self.url(f"/user/{self.user}/api{path}"), headers=headers, **kw)
+        return self.http.request(method, self.url(f"{self.server_path}api{path}"), headers=headers, **kw)
 
     def write_file(self, path: str, text: str) -> None:
         r = self.server_api("PUT", f"/contents/{path}", json={"type": "file", "format": "text", "content": text})
@@ -191,7 +214,7 @@ class HubClient:
         """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""
         if not self._server_xsrf():
             self.lab().raise_for_status()
-        ws_url = self.url(f"/user/{self.user}/api/kernels/{kernel_id}/channels").replace("https://", "wss://")
+        ws_url = self.url(f"{self.server_path}api/kernels/{kernel_id}/channels").replace("https://", "wss://")
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         ws = websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,
                                          sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.deployment.ca_file})

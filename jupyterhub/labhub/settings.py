@@ -19,6 +19,7 @@ SECRET_DIR = Path("/srv/jupyterhub/secret")
 DATA_DIR = Path("/srv/jupyterhub/data")
 
 AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
+USER_ID_MODES = ("shared", "per-user")
 LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -69,7 +70,20 @@ SETTINGS = {
     "LDAP_SEARCH_USER": Setting("", "DN to search as (password in secret/ldap-password); empty: anonymous"),
     "LDAP_ALLOWED_GROUPS": Setting("", "group DNs whose members may log in, separated by ;"),
     "LDAP_ADMIN_GROUPS": Setting("", "group DNs whose members are admins, separated by ;"),
+    "HOME_ROOT": Setting("", "host folder holding a home folder per user; empty: a Docker volume per user"),
+    "DATA_MOUNTS": Setting("", "host folders for every user, host:container[:ro|rw], comma-separated"),
+    "SHARED_DIR": Setting("", "host folder every user can write to, at ~/shared; its group is mapped in"),
+    "CLUSTER_DIR": Setting("", "host tree mounted read-only, with each user's own subfolder writable"),
+    "USER_IDS": Setting("shared", "shared: every user is uid 1000; per-user: each gets its own host uid"),
+    "FIRST_UID": Setting("20000", "first host uid given out with USER_IDS=per-user"),
 }
+
+
+@dataclass(frozen=True)
+class DataMount:
+    host: str
+    container: str
+    read_only: bool
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,12 @@ class Settings:
     ldap_search_user: str
     ldap_allowed_groups: tuple[str, ...]
     ldap_admin_groups: tuple[str, ...]
+    home_root: str
+    data_mounts: tuple["DataMount", ...]
+    shared_dir: str
+    cluster_dir: str
+    user_ids: str
+    first_uid: int
 
     @property
     def public_url(self) -> str:
@@ -142,6 +162,29 @@ class _Reader:
             raise fail(name, f"{value!r} is not an http(s) URL", "set it to e.g. https://login.example.edu")
         return value
 
+    def host_path(self, name: str) -> str:
+        value = self.raw[name].rstrip("/")
+        if value and (not value.startswith("/") or "{" in value or "," in value or ":" in value):
+            raise fail(name, f"{self.raw[name]!r} is not an absolute host path", "write it like /srv/data")
+        return value
+
+    def data_mounts(self, name: str) -> tuple[DataMount, ...]:
+        mounts = []
+        for item in self.items(name):
+            host, _, rest = item.partition(":")
+            container, _, mode = rest.partition(":")
+            mode = mode or "ro"
+            if not (host.startswith("/") and container.startswith("/") and mode in ("ro", "rw")):
+                raise fail(name, f"{item!r} is not host:container[:ro|rw]", "write e.g. /data:/home/jovyan/data:ro")
+            mounts.append(DataMount(host.rstrip("/") or "/", container.rstrip("/"), mode == "ro"))
+        return tuple(mounts)
+
+    def number(self, name: str, low: int, high: int) -> int:
+        value = self.raw[name]
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise fail(name, f"{value!r} is not a number from {low} to {high}", "set a number in that range")
+        return int(value)
+
     def port(self, name: str, default: int) -> int:
         value = self.raw[name]
         if not value:
@@ -173,6 +216,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
     domain = r.text("OIDC_EMAIL_DOMAIN").lower().lstrip("@")
     ldap_tls = r.choice("LDAP_TLS", LDAP_TLS_MODES, "TLS mode")
+    home_root = r.host_path("HOME_ROOT")
+    user_ids = r.choice("USER_IDS", USER_ID_MODES, "mode")
+    if user_ids == "per-user" and not home_root:
+        raise fail("USER_IDS", "per-user ids need home folders on the host",
+                   "set LABHUB_HOME_ROOT too (Docker volumes cannot be owned per user)")
 
     return Settings(
         hostname=hostname,
@@ -197,4 +245,10 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         ldap_search_user=r.text("LDAP_SEARCH_USER"),
         ldap_allowed_groups=r.items("LDAP_ALLOWED_GROUPS", sep=";"),
         ldap_admin_groups=r.items("LDAP_ADMIN_GROUPS", sep=";"),
+        home_root=home_root,
+        data_mounts=r.data_mounts("DATA_MOUNTS"),
+        shared_dir=r.host_path("SHARED_DIR"),
+        cluster_dir=r.host_path("CLUSTER_DIR"),
+        user_ids=user_ids,
+        first_uid=r.number("FIRST_UID", 1001, 2**31 - 2),
     )

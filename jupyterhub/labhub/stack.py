@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import docker
 from docker.errors import NotFound
 
+from .settings import CONTEXT_DIR
+
 USERS_NETWORK_LABEL = "org.labhub.users-network"
 
 
@@ -17,6 +19,8 @@ USERS_NETWORK_LABEL = "org.labhub.users-network"
 class Stack:
     project: str
     hub_alias: str  # the hub's compose service name: how user servers reach the hub API
+    hub_image: str  # the hub's own image id, for short-lived helper containers
+    context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
 
     @property
     def users_network(self) -> str:
@@ -40,8 +44,10 @@ def join_users_network(client: docker.DockerClient) -> Stack:
     `docker compose down` fail.
     """
     hub = client.containers.get(socket.gethostname())
+    context = next(m["Source"] for m in hub.attrs["Mounts"] if m["Destination"] == str(CONTEXT_DIR))
     stack = Stack(project=hub.labels["com.docker.compose.project"],
-                  hub_alias=hub.labels["com.docker.compose.service"])
+                  hub_alias=hub.labels["com.docker.compose.service"],
+                  hub_image=hub.image.id, context_dir=context)
     try:
         network = client.networks.get(stack.users_network)
     except NotFound:

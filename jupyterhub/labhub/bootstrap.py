@@ -1,0 +1,35 @@
+"""First-login content: the site's bootstrap.sh runs once per user, inside the user's own container
+as the user, just before their server starts. So it sees exactly the home the user sees, holds up
+no one else's login or spawn, and needs nothing from the hub."""
+
+from .stack import Stack
+
+CONTEXT_MOUNT = "/opt/labhub/context"  # the site's jupyterhub/context, read-only
+
+# Runs bootstrap.sh (the site copy, else the template) unless it already ran for this home. A
+# marker, not missing files, decides: what the user deletes stays deleted. A failure is logged
+# and left in the home for the user to see; the server starts either way, and it runs again at
+# the next start.
+START = f"""
+marker="$HOME/.local/share/labhub/bootstrapped"
+script={CONTEXT_MOUNT}/bootstrap.sh
+[ -f "$script" ] || script="$script.template"
+if [ ! -e "$marker" ]; then
+  if LABHUB_CONTEXT={CONTEXT_MOUNT} timeout 120 sh "$script" >/tmp/labhub-bootstrap.log 2>&1; then
+    mkdir -p "$(dirname "$marker")" && date -u >"$marker" && rm -f "$HOME/BOOTSTRAP-FAILED.txt"
+  else
+    echo "labhub: bootstrap.sh failed; its output is in ~/BOOTSTRAP-FAILED.txt" >&2
+    cat /tmp/labhub-bootstrap.log >&2
+    {{ echo "Setting up your home failed (it will be tried again when your server next starts)."
+      echo "Tell your admin; this is what it said:"; echo; cat /tmp/labhub-bootstrap.log; }} >"$HOME/BOOTSTRAP-FAILED.txt"
+  fi
+fi
+exec "$@"
+"""
+
+
+def configure(c, stack: Stack) -> None:
+    c.DockerSpawner.volumes = {**c.DockerSpawner.get("volumes", {}), stack.context_dir: {"bind": CONTEXT_MOUNT, "mode": "ro"}}
+    c.DockerSpawner.cmd = ["sh", "-c", START, "labhub-start", "jupyterhub-singleuser"]
+    # bootstrap.sh may clone repositories: give the first start time for it.
+    c.Spawner.http_timeout = 150

@@ -1,0 +1,117 @@
+"""Where users' files live, and as whom: a home per user (a Docker volume, or a folder under a
+host root), the host's data folders, the group-shared folder and the cluster tree.
+
+Host folders are bind mounts of the `mount` type, so a missing one fails loudly instead of being
+created, root-owned, by Docker. The folders LabHub itself makes (homes and cluster subfolders under
+host roots) are made once, with the user's owner, by a short-lived helper container: the hub never
+sees the host's file system and never changes ownership of anything that exists.
+"""
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import docker
+from docker.errors import APIError
+
+from .settings import DATA_DIR, Settings, fail
+from .stack import Stack
+
+HOME = "/home/jovyan"
+SHARED_MOUNT = f"{HOME}/shared"
+IMAGE_UID, IMAGE_GID = 1000, 1000  # jovyan in every LabHub user image
+USER_IDS_FILE = DATA_DIR / "user-ids.json"
+
+
+def _bind(source: str, target: str, read_only: bool = False) -> dict:
+    return {"type": "bind", "source": source, "target": target, "read_only": read_only}
+
+
+def host_folders(s: Settings) -> dict[str, str]:
+    """Every host folder the settings name -> the setting naming it."""
+    folders = {s.home_root: "HOME_ROOT", s.shared_dir: "SHARED_DIR", s.cluster_dir: "CLUSTER_DIR"}
+    folders.update({m.host: "DATA_MOUNTS" for m in s.data_mounts})
+    folders.pop("", None)
+    return folders
+
+
+def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -> dict[str, int]:
+    """Checks that each host folder exists and reads its group id, from a throwaway container."""
+    folders = list(host_folders(s))
+    if not folders:
+        return {}
+    mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
+    try:
+        out = engine.containers.run(stack.hub_image, ["stat", "-c", "%g", *(m["Target"] for m in mounts)],
+                                    mounts=mounts, network_mode="none", remove=True)
+    except APIError as e:
+        missing = next((path for path in folders if path in str(e)), None)
+        if missing is None:
+            raise
+        raise fail(host_folders(s)[missing], f"host folder {missing} does not exist",
+                   "create it (see README, Storage) or change the setting") from None
+    return dict(zip(folders, map(int, out.split())))
+
+
+class UserIds:
+    """Host uids for LABHUB_USER_IDS=per-user: given out once, from FIRST_UID up, and remembered
+    in the hub's state volume, so a user's files keep one owner across restarts and upgrades."""
+
+    def __init__(self, first_uid: int, path: Path = USER_IDS_FILE):
+        self.first_uid, self.path = first_uid, path
+        self.ids = json.loads(path.read_text()) if path.exists() else {}
+
+    def __call__(self, username: str) -> int:
+        if username not in self.ids:
+            self.ids[username] = max(self.ids.values(), default=self.first_uid - 1) + 1
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.ids, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        return self.ids[username]
+
+
+def _make_folders(engine, stack: Stack, root: str, names: list[str], uid: int, gid: int) -> None:
+    """Makes root/name for each missing name, owned by uid:gid; existing folders are left alone."""
+    script = 'for d; do [ -d "$d" ] || install -d -o "$U" -g "$G" -m 0700 "$d"; done'
+    engine.containers.run(stack.hub_image, ["sh", "-c", script, "sh", *(f"/root-folder/{n}" for n in names)],
+                          environment={"U": str(uid), "G": str(gid)},
+                          mounts=[docker.types.Mount("/root-folder", root, type="bind")],
+                          network_mode="none", remove=True)
+
+
+def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None:
+    groups = probe_host_folders(engine, stack, s)
+    user_ids = UserIds(s.first_uid) if s.user_ids == "per-user" else None
+
+    mounts = [_bind(m.host, m.container, m.read_only) for m in s.data_mounts]
+    if s.home_root:
+        mounts.append(_bind(f"{s.home_root}/{{username}}", HOME))
+    else:
+        c.DockerSpawner.volumes = {stack.home_volume: HOME}
+    if s.shared_dir:
+        mounts.append(_bind(s.shared_dir, SHARED_MOUNT))
+        # Every user gets the shared folder's host group (as is, never a group made up in the
+        # image); the folder's setgid bit and default ACL make what they create there the group's.
+        c.DockerSpawner.extra_host_config = {"group_add": [str(groups[s.shared_dir])]}
+    if s.cluster_dir:
+        mounts.append(_bind(s.cluster_dir, s.cluster_dir, read_only=True))
+        mounts.append(_bind(f"{s.cluster_dir}/{{username}}", f"{s.cluster_dir}/{{username}}"))
+    c.DockerSpawner.mounts = mounts
+
+    def uid(spawner) -> int:
+        return user_ids(spawner.escaped_name) if user_ids else IMAGE_UID
+
+    if user_ids:
+        c.DockerSpawner.extra_create_kwargs = lambda spawner: {"user": f"{uid(spawner)}:{IMAGE_GID}"}
+        # Without a passwd entry for the uid, Docker would set HOME=/.
+        c.DockerSpawner.environment = {"HOME": HOME}
+
+    roots = [root for root in (s.home_root, s.cluster_dir) if root]
+    if roots:
+        async def make_own_folders(spawner):
+            for root in roots:
+                await asyncio.to_thread(_make_folders, engine, stack, root, [spawner.escaped_name],
+                                        uid(spawner), IMAGE_GID)
+
+        c.Spawner.pre_spawn_hook = make_own_folders
