@@ -58,6 +58,7 @@ def test_bootstraps_run_side_by_side_and_a_failure_keeps_the_server(stack, admin
         spans = [[float(u.read_file(f)) for f in ("bootstrap-started", "bootstrap-ended")] for u in (first, second)]
         # Each ran while the other was running: neither waited for the other.
         assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans
+        assert all(u.read_file("HowTo.md") for u in (first, second))
 
         unlucky = harness.native_user(stack, admin, "unlucky")
         unlucky.start_server()

@@ -54,8 +54,8 @@ def test_host_folders_shared_group_cluster_and_per_user_ids(stack, host, admin):
     with stack.configured(**settings):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        ann, jo = (harness.native_user(stack, admin, name) for name in ("ann", "jo-anne"))
-        for user in (ann, jo):
+        ann, jo, obrien = (harness.native_user(stack, admin, name) for name in ("ann", "jo-anne", "o'brien"))
+        for user in (ann, jo, obrien):
             user.start_server()
 
         # Data: read-only stays read-only; read-write files on the host carry the user's own uid.
@@ -70,7 +70,8 @@ def test_host_folders_shared_group_cluster_and_per_user_ids(stack, host, admin):
         assert (host["results"] / "jo.txt").stat().st_uid == uid_jo
 
         # Homes: one host folder per user, the escaped name, owned by the user, bootstrap inside.
-        for name, uid in (("ann", uid_ann), ("jo-2danne", uid_jo)):
+        uid_obrien = python(obrien, "import os; os.getuid()")
+        for name, uid in (("ann", uid_ann), ("jo-2danne", uid_jo), ("o-27brien", uid_obrien)):
             home = host["homes"] / name
             assert (home.stat().st_uid, stat.S_IMODE(home.stat().st_mode)) == (uid, 0o700)
             assert (home / "HowTo.md").exists()
