@@ -2,7 +2,9 @@
 them the way a browser does (HTTPS through Traefik, cookies, XSRF, WebSockets)."""
 
 import contextlib
+import copy
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -85,9 +87,10 @@ class Deployment:
         assert container, f"{self.project} has no {service} container"
         return docker("logs", container)
 
-    def user_container(self, user: str):
-        """The id of a user's server container, or None."""
-        out = docker("ps", "-q", "--no-trunc", "--filter", f"name=^{self.project}-user-{user}$")
+    def user_container(self, user: str, server: str = ""):
+        """The id of a user's server container (user name as escaped), or None."""
+        name = f"{self.project}-user-{user}" + (f"--{server}" if server else "")
+        out = docker("ps", "-q", "--no-trunc", "--filter", f"name=^{name}$")
         return out or None
 
     def destroy(self) -> None:
@@ -114,6 +117,10 @@ def native_user(deployment: "Deployment", admin: "HubClient", user: str, passwor
     return client
 
 
+class KernelDied(Exception):
+    pass
+
+
 class HubClient:
     """A logged-in user, through Traefik over HTTPS."""
 
@@ -124,6 +131,13 @@ class HubClient:
         self.http.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats verify
         self.http.verify = deployment.ca_file
         self.user = None
+        self.server = ""  # "" is the user's default server; else a named one
+
+    def named(self, server: str) -> "HubClient":
+        """The same logged-in person, talking to another of their servers."""
+        other = copy.copy(self)
+        other.server = server
+        return other
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -144,14 +158,25 @@ class HubClient:
         r = self.http.post(self.url("/hub/signup"), data={
             "username": user, "signup_password": password, "signup_password_confirmation": password,
             "_xsrf": self.http.cookies.get("_xsrf")})
-        assert "has been sent to the admin" in r.text, r.text[:2000]
+        alert = re.search(r'role="alert">(.*?)</div>', r.text, re.S)
+        assert "has been sent to the admin" in r.text, alert.group(1).strip() if alert else r.text[-2000:]
 
     def api(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 60)
         return self.http.request(method, self.url("/hub/api" + path), headers=self.xsrf_headers(), **kw)
 
-    def start_server(self, timeout=180) -> dict:
-        r = self.api("POST", f"/users/{quote(self.user, safe='')}/server")
-        assert r.status_code in (201, 202, 400), r.text  # 400: already running
+    @property
+    def _server_api(self) -> str:
+        user = quote(self.user, safe="")
+        return f"/users/{user}/servers/{quote(self.server, safe='')}" if self.server else f"/users/{user}/server"
+
+    def request_server(self, **options) -> requests.Response:
+        """Asks the hub to start this server with these user options (e.g. image=<title>)."""
+        return self.api("POST", self._server_api, json=options)
+
+    def start_server(self, timeout=180, **options) -> dict:
+        r = self.request_server(**options)
+        assert r.status_code in (201, 202) or "already running" in r.text, r.text
         server = self.wait_ready(timeout)
         self.lab().raise_for_status()  # log in to this server (a new server means a new login)
         return server
@@ -160,25 +185,25 @@ class HubClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             model = self.api("GET", f"/users/{quote(self.user, safe='')}").json()
-            server = model.get("servers", {}).get("", {})
+            server = model.get("servers", {}).get(self.server, {})
             if server.get("ready"):
                 return server
             time.sleep(0.5)
         raise TimeoutError(f"server of {self.user} not ready after {timeout}s: {model}")
 
     def stop_server(self, timeout=120) -> None:
-        r = self.api("DELETE", f"/users/{quote(self.user, safe='')}/server")
+        r = self.api("DELETE", self._server_api)
         assert r.status_code in (202, 204), r.text
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.api("GET", f"/users/{quote(self.user, safe='')}").json().get("servers"):
+            if self.server not in self.api("GET", f"/users/{quote(self.user, safe='')}").json().get("servers", {}):
                 return
             time.sleep(0.5)
         raise TimeoutError(f"server of {self.user} did not stop")
 
     @property
     def server_path(self) -> str:
-        return "/user/" + quote(self.user, safe="") + "/"
+        return "/user/" + quote(self.user, safe="") + "/" + (quote(self.server, safe="") + "/" if self.server else "")
 
     def lab(self) -> requests.Response:
         """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server)."""
@@ -186,12 +211,14 @@ class HubClient:
 
     def _server_xsrf(self) -> str | None:
         # The server's cookie path is the user's URL-escaped name: match it by prefix.
-        return next((c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith("/user/")), None)
+        return next((c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith("/user/")
+                     and (not self.server or c.path.rstrip("/").endswith("/" + quote(self.server, safe="")))), None)
 
     def server_api(self, method: str, path: str, **kw) -> requests.Response:
         if not self._server_xsrf():  # not yet logged in to the server itself
             self.lab().raise_for_status()
         headers = {"X-XSRFToken": self._server_xsrf() or ""}
+        kw.setdefault("timeout", 60)
         return self.http.request(method, self.url(f"{self.server_path}api{path}"), headers=headers, **kw)
 
     def write_file(self, path: str, text: str) -> None:
@@ -230,6 +257,8 @@ class HubClient:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 msg = json.loads(ws.recv())
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
+                    raise KernelDied(msg["content"]["execution_state"])
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
                 if msg["msg_type"] == "execute_result":

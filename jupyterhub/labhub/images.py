@@ -1,5 +1,10 @@
-"""User images. Each flavor under jupyterlab/ labels its image with its flavor name, title and
-description, so the hub offers exactly the flavors that are built, named as their Dockerfile says."""
+"""User images (JupyterLab flavors) and what each may use. Each flavor under jupyterlab/ labels its
+image: its flavor name, title and description, whether it needs a GPU, and optionally its own
+memory and CPU limits. The hub offers exactly the flavors that are built, as their Dockerfiles
+name them, looked up again at each spawn so a newly built flavor needs no hub restart."""
+
+import html
+from dataclasses import dataclass
 
 import docker
 
@@ -7,25 +12,94 @@ from .settings import SettingError
 
 FLAVOR_LABEL = "org.labhub.flavor"
 TITLE_LABEL = "org.opencontainers.image.title"
+DESCRIPTION_LABEL = "org.opencontainers.image.description"
+GPU_LABEL = "org.labhub.gpu"
+MEM_LABEL = "org.labhub.mem-limit"
+CPU_LABEL = "org.labhub.cpu-limit"
 DEFAULT_FLAVOR = "base"
 
 
-def built_flavors(client: docker.DockerClient) -> dict[str, tuple[str, str]]:
-    """flavor -> (title, image reference) for every tagged flavor image on this engine."""
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    title: str
+    description: str
+    ref: str  # image reference
+    gpu: bool
+    mem_limit: str  # e.g. "4G"; "" for the site's default
+    cpu_limit: float | None
+
+
+def built_flavors(client: docker.DockerClient) -> dict[str, Flavor]:
+    """flavor name -> Flavor, for every tagged flavor image on this engine."""
     found = {}
     for image in client.images.list(filters={"label": FLAVOR_LABEL}):
-        if image.tags:
-            flavor = image.labels[FLAVOR_LABEL]
-            found[flavor] = (image.labels.get(TITLE_LABEL, flavor), sorted(image.tags)[0])
+        if not image.tags:
+            continue
+        labels = image.labels
+        name = labels[FLAVOR_LABEL]
+        found[name] = Flavor(
+            name=name, title=labels.get(TITLE_LABEL, name), description=labels.get(DESCRIPTION_LABEL, ""),
+            ref=sorted(image.tags)[0], gpu=labels.get(GPU_LABEL) == "true",
+            mem_limit=labels.get(MEM_LABEL, ""),
+            cpu_limit=float(labels[CPU_LABEL]) if labels.get(CPU_LABEL) else None)
     return found
 
 
-def allowed_images(client: docker.DockerClient) -> tuple[str, dict[str, str]]:
-    """The default image and the {title: image} choices for DockerSpawner."""
-    flavors = built_flavors(client)
-    if DEFAULT_FLAVOR not in flavors:
-        raise SettingError(
-            f"no user image labelled {FLAVOR_LABEL}={DEFAULT_FLAVOR}; build it with "
-            "`docker compose -f docker-compose.jlabs.yml build` (or `docker compose up -d` builds it)")
-    choices = {title: ref for title, ref in sorted(flavors.values())}
-    return flavors[DEFAULT_FLAVOR][1], choices
+class Catalog:
+    """The flavors users may choose from, with the limits each gets on this machine."""
+
+    def __init__(self, client: docker.DockerClient, gpus_available: bool, mem_limit: str, cpu_limit: float):
+        self.client, self.gpus_available = client, gpus_available
+        self.mem_limit, self.cpu_limit = mem_limit, cpu_limit
+        if DEFAULT_FLAVOR not in built_flavors(client):
+            raise SettingError(
+                f"no user image labelled {FLAVOR_LABEL}={DEFAULT_FLAVOR}; build it with "
+                "`docker compose -f docker-compose.jlabs.yml build` (or `docker compose up -d` builds it)")
+
+    def usable(self) -> dict[str, Flavor]:
+        """title -> Flavor, default first; GPU flavors only where there are GPUs."""
+        flavors = built_flavors(self.client)
+        ordered = sorted(flavors.values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))
+        return {f.title: f for f in ordered if self.gpus_available or not f.gpu}
+
+    def __deepcopy__(self, memo):
+        # traitlets deep-copies config values, bound methods (and so this catalog, with its
+        # Docker connection) included: the one catalog is shared, never copied.
+        return self
+
+    @property
+    def default_image(self) -> str:
+        return built_flavors(self.client)[DEFAULT_FLAVOR].ref
+
+    def allowed_images(self, spawner=None) -> dict[str, str]:
+        return {title: f.ref for title, f in self.usable().items()}
+
+    def chosen(self, spawner) -> Flavor:
+        usable = self.usable()
+        return usable.get(spawner.user_options.get("image"), next(iter(usable.values())))
+
+    def mem_limit_for(self, spawner) -> str:
+        return self.chosen(spawner).mem_limit or self.mem_limit
+
+    def cpu_limit_for(self, spawner) -> float:
+        return self.chosen(spawner).cpu_limit or self.cpu_limit
+
+    def options_form(self, spawner) -> str:
+        """The spawn form: one choice per flavor with its description and limits; GPU flavors are
+        listed as unavailable on a machine without GPUs."""
+        flavors = built_flavors(self.client)
+        if len(flavors) <= 1:
+            return ""  # nothing to choose: start straight away
+        rows = []
+        usable = self.usable()
+        for i, f in enumerate(sorted(flavors.values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))):
+            limits = f"up to {f.mem_limit or self.mem_limit}B memory, {f.cpu_limit or self.cpu_limit:g} CPUs"
+            available = f.title in usable
+            note = "" if available else " <strong>(unavailable: this machine has no GPU)</strong>"
+            rows.append(
+                f'<div class="radio"><label><input type="radio" name="image" value="{html.escape(f.title)}"'
+                f'{" checked" if i == 0 else ""}{"" if available else " disabled"}> '
+                f"<strong>{html.escape(f.title)}</strong>{note}<br><small>{html.escape(f.description)} "
+                f"({limits})</small></label></div>")
+        return "<p>Choose your environment:</p>\n" + "\n".join(rows)

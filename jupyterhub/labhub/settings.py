@@ -20,6 +20,7 @@ DATA_DIR = Path("/srv/jupyterhub/data")
 
 AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
 USER_ID_MODES = ("shared", "per-user")
+GPU_MODES = ("auto", "on", "off")
 LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -76,6 +77,13 @@ SETTINGS = {
     "CLUSTER_DIR": Setting("", "host tree mounted read-only, with each user's own subfolder writable"),
     "USER_IDS": Setting("shared", "shared: every user is uid 1000; per-user: each gets its own host uid"),
     "FIRST_UID": Setting("20000", "first host uid given out with USER_IDS=per-user"),
+    "MEM_LIMIT": Setting("", "memory per server, e.g. 8G; empty: a quarter of the machine's"),
+    "CPU_LIMIT": Setting("", "CPUs per server, e.g. 2; empty: half of the machine's"),
+    "IDLE_TIMEOUT": Setting("3600", "seconds without activity before a server is stopped; 0: never"),
+    "NAMED_SERVERS": Setting("2", "named servers a user may run besides their default one; 0: none"),
+    "GPUS": Setting("auto", "GPUs for servers: " + ", ".join(GPU_MODES)),
+    "GPUS_PER_SERVER": Setting("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own"),
+    "GPU_SHARING": Setting("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free"),
 }
 
 
@@ -116,6 +124,13 @@ class Settings:
     cluster_dir: str
     user_ids: str
     first_uid: int
+    mem_limit: str
+    cpu_limit: float | None
+    idle_timeout: int
+    named_servers: int
+    gpus: str
+    gpus_per_server: str
+    gpu_sharing: bool
 
     @property
     def public_url(self) -> str:
@@ -185,6 +200,24 @@ class _Reader:
             raise fail(name, f"{value!r} is not a number from {low} to {high}", "set a number in that range")
         return int(value)
 
+    def size(self, name: str) -> str:
+        value = self.raw[name].upper().removesuffix("B")
+        if value and not re.fullmatch(r"[0-9]+[KMGT]?", value):
+            raise fail(name, f"{self.raw[name]!r} is not a size", "write e.g. 8G or 512M, or leave it empty")
+        return value
+
+    def cpus(self, name: str) -> float | None:
+        value = self.raw[name]
+        if not value:
+            return None
+        try:
+            cpus = float(value)
+        except ValueError:
+            cpus = 0
+        if cpus <= 0:
+            raise fail(name, f"{value!r} is not a number of CPUs", "write e.g. 2 or 0.5, or leave it empty")
+        return cpus
+
     def port(self, name: str, default: int) -> int:
         value = self.raw[name]
         if not value:
@@ -216,6 +249,9 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
     domain = r.text("OIDC_EMAIL_DOMAIN").lower().lstrip("@")
     ldap_tls = r.choice("LDAP_TLS", LDAP_TLS_MODES, "TLS mode")
+    gpus_per_server = r.text("GPUS_PER_SERVER").lower()
+    if gpus_per_server != "all" and not (gpus_per_server.isdigit() and int(gpus_per_server) > 0):
+        raise fail("GPUS_PER_SERVER", f"{gpus_per_server!r} is neither all nor a number of GPUs", "set all, or e.g. 1")
     home_root = r.host_path("HOME_ROOT")
     user_ids = r.choice("USER_IDS", USER_ID_MODES, "mode")
     if user_ids == "per-user" and not home_root:
@@ -251,4 +287,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         cluster_dir=r.host_path("CLUSTER_DIR"),
         user_ids=user_ids,
         first_uid=r.number("FIRST_UID", 1001, 2**31 - 2),
+        mem_limit=r.size("MEM_LIMIT"),
+        cpu_limit=r.cpus("CPU_LIMIT"),
+        idle_timeout=r.number("IDLE_TIMEOUT", 0, 10**7),
+        named_servers=r.number("NAMED_SERVERS", 0, 100),
+        gpus=r.choice("GPUS", GPU_MODES, "GPU mode"),
+        gpus_per_server=gpus_per_server,
+        gpu_sharing=r.flag("GPU_SHARING"),
     )

@@ -54,7 +54,7 @@ def test_host_folders_shared_group_cluster_and_per_user_ids(stack, host, admin):
     with stack.configured(**settings):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        ann, jo, obrien = (harness.native_user(stack, admin, name) for name in ("ann", "jo-anne", "o'brien"))
+        ann, jo, obrien = (harness.native_user(stack, admin, name) for name in ("ann", "mary-kate", "d'arcy"))
         for user in (ann, jo, obrien):
             user.start_server()
 
@@ -71,7 +71,7 @@ def test_host_folders_shared_group_cluster_and_per_user_ids(stack, host, admin):
 
         # Homes: one host folder per user, the escaped name, owned by the user, bootstrap inside.
         uid_obrien = python(obrien, "import os; os.getuid()")
-        for name, uid in (("ann", uid_ann), ("jo-2danne", uid_jo), ("o-27brien", uid_obrien)):
+        for name, uid in (("ann", uid_ann), ("mary-2dkate", uid_jo), ("d-27arcy", uid_obrien)):
             home = host["homes"] / name
             assert (home.stat().st_uid, stat.S_IMODE(home.stat().st_mode)) == (uid, 0o700)
             assert (home / "HowTo.md").exists()

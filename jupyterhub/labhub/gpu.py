@@ -1,0 +1,106 @@
+"""GPUs: requested only where the Docker engine has them, so a spawn never fails for lack of an
+NVIDIA runtime. LABHUB_GPUS=auto asks the engine; on insists (and refuses to start without);
+off never asks. LABHUB_GPUS_PER_SERVER=all gives every server all GPUs; a number N gives each
+server of a GPU flavor N devices of its own from the free ones, released when it stops."""
+
+import logging
+from dataclasses import dataclass, field
+
+import docker
+from docker.types import DeviceRequest
+
+from .settings import Settings, fail
+from .stack import Stack
+
+log = logging.getLogger("JupyterHub")
+ASSIGNED_LABEL = "org.labhub.gpus"  # on each container given devices of its own
+
+
+def detect(engine: docker.DockerClient, stack: Stack) -> list[str]:
+    """The engine's GPU indexes: none without the NVIDIA runtime; else what nvidia-smi lists in a
+    throwaway container given all GPUs (the runtime brings nvidia-smi into any image)."""
+    if "nvidia" not in engine.info().get("Runtimes", {}):
+        return []
+    try:
+        out = engine.containers.run(stack.hub_image, ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                    device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])],
+                                    network_mode="none", remove=True)
+    except docker.errors.DockerException as e:
+        log.warning("The engine has the NVIDIA runtime, but listing GPUs failed: %s", e)
+        return []
+    return out.decode().split()
+
+
+@dataclass
+class GpuPool:
+    """Which server holds which devices. Without sharing, a device is never given twice; with
+    sharing, the least-used devices are given when none is free."""
+
+    devices: list[str]
+    per_server: int
+    sharing: bool = False
+    held: dict[str, list[str]] = field(default_factory=dict)
+
+    def assign(self, server: str) -> list[str]:
+        if server in self.held:
+            return self.held[server]
+        use = {d: sum(d in ids for ids in self.held.values()) for d in self.devices}
+        free = [d for d in self.devices if use[d] == 0]
+        if len(free) < self.per_server and not self.sharing:
+            raise RuntimeError(f"all {len(self.devices)} GPUs are in use; try again when a server stops")
+        chosen = sorted(self.devices, key=lambda d: (use[d], self.devices.index(d)))[:self.per_server]
+        self.held[server] = chosen
+        return chosen
+
+    def release(self, server: str) -> None:
+        self.held.pop(server, None)
+
+
+def _server_key(spawner) -> str:
+    return f"{spawner.user.name}/{spawner.name}"
+
+
+def available(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+    """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal."""
+    devices = [] if s.gpus == "off" else detect(engine, stack)
+    if s.gpus == "on" and not devices:
+        raise fail("GPUS", "on, but the Docker engine offers no NVIDIA GPU",
+                   "install the NVIDIA driver and container toolkit, or set it to auto")
+    if not devices and s.gpus == "auto":
+        log.info("No NVIDIA GPU in this Docker engine: servers get none, GPU flavors are unavailable")
+    return devices
+
+
+def configure(c, s: Settings, devices: list[str], engine: docker.DockerClient, catalog) -> None:
+    """Adds device requests to the spawner's host config, where there are devices."""
+    if not devices:
+        return
+    base = c.DockerSpawner.get("extra_host_config", {})
+    if s.gpus_per_server == "all":
+        requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        c.DockerSpawner.extra_host_config = {**base, "device_requests": requests}
+        return
+
+    pool = GpuPool(devices, int(s.gpus_per_server), s.gpu_sharing)
+    for container in engine.containers.list(filters={"label": ASSIGNED_LABEL}):  # after a hub restart
+        labels = container.labels
+        pool.held[labels["org.labhub.server"]] = labels[ASSIGNED_LABEL].split(",")
+
+    base_create = c.DockerSpawner.get("extra_create_kwargs", {})
+
+    def create_kwargs(spawner):
+        # Evaluated before the host config: the devices are chosen here, and labelled on the
+        # container so a restarted hub knows who holds what.
+        kwargs = dict(base_create(spawner) if callable(base_create) else base_create)
+        if catalog.chosen(spawner).gpu:
+            ids = pool.assign(_server_key(spawner))
+            kwargs["labels"] = {ASSIGNED_LABEL: ",".join(ids), "org.labhub.server": _server_key(spawner)}
+        return kwargs
+
+    def host_config(spawner):
+        ids = pool.held.get(_server_key(spawner))
+        return {**base, "device_requests": [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]} if ids else base
+
+    c.DockerSpawner.extra_create_kwargs = create_kwargs
+    c.DockerSpawner.extra_host_config = host_config
+    c.Spawner.post_stop_hook = lambda spawner: pool.release(_server_key(spawner))

@@ -1,0 +1,106 @@
+"""User images: the spawn form offers the built flavors, each flavor spawns and passes its smoke
+notebook, nothing else may be spawned; limits, culling and named servers on the real stack."""
+
+import time
+
+import pytest
+
+import harness
+
+NOTEBOOKS = harness.REPO / "notebooks"
+FLAVORS = {  # title -> smoke notebooks that must pass in it
+    "Python (scientific)": ["smoke-python.ipynb", "smoke-data.ipynb"],
+    "R and Python (data science)": ["smoke-python.ipynb", "smoke-r.ipynb"],
+}
+
+
+def run_notebook(stack, client, name: str) -> None:
+    """Uploads a notebook to the user's home and executes it in their container with nbclient."""
+    client.write_file(name, (NOTEBOOKS / name).read_text())
+    container = stack.user_container(client.user, client.server)
+    result = harness.run("docker", "exec", container, "jupyter", "nbconvert", "--to", "notebook",
+                         "--execute", "--stdout", f"/home/jovyan/{name}", check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_spawn_form_lists_the_flavors_with_their_descriptions(admin):
+    form = admin.http.get(admin.url("/hub/spawn")).text
+    for title in FLAVORS:
+        assert title in form
+    assert "numpy, scipy, pandas and matplotlib" in form
+    assert "CPUs" in form
+
+
+@pytest.mark.parametrize("title", FLAVORS)
+def test_each_flavor_spawns_and_passes_its_smoke_notebooks(stack, admin, title):
+    admin.start_server(image=title)
+    try:
+        for notebook in FLAVORS[title]:
+            run_notebook(stack, admin, notebook)
+    finally:
+        admin.stop_server()
+
+
+def test_an_image_not_on_the_list_is_refused(stack, admin):
+    refused = admin.named("elsewhere")  # a server of its own: the hub remembers a server's options
+    r = refused.request_server(image="debian:trixie-slim")
+    assert r.status_code == 400 and "not in allowed list" in r.text
+    assert stack.user_container("admin", "elsewhere") is None
+
+
+def test_named_servers_run_side_by_side(stack, admin):
+    admin.start_server()
+    project = admin.named("project")
+    project.start_server(image="R and Python (data science)")
+    assert stack.user_container("admin") != stack.user_container("admin", "project") != None
+    assert project.execute(project.start_kernel(), "1+2") == "3"
+    project.stop_server()
+    assert stack.user_container("admin", "project") is None and stack.user_container("admin")
+
+
+def cgroup_limits(container) -> list[str]:
+    """CPU quota, period and memory limit as the kernel enforces them (cgroup v2, or v1)."""
+    read = ('cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max 2>/dev/null || cat '
+            '/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/memory/memory.limit_in_bytes')
+    return harness.docker("exec", container, "sh", "-c", read).split()
+
+
+def test_limits_and_culling(stack):
+    with stack.configured(mem_limit="400M", cpu_limit="0.5", idle_timeout="20"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        admin.start_server()
+        container = stack.user_container("admin")
+        assert cgroup_limits(container) == ["50000", "100000", str(400 * 2**20)]
+
+        # Past the limit, the kernel is killed: not the server, not the hub.
+        kernel = admin.start_kernel()
+        with pytest.raises(harness.KernelDied):
+            admin.execute(kernel, "b = bytearray(800 * 2**20); b[::4096] = b'x' * len(b[::4096])", timeout=60)
+        assert admin.server_api("GET", "/status").status_code == 200
+        assert stack.user_container("admin") == container
+
+        # Culling: with no activity the server is stopped; one kept busy keeps running.
+        busy = harness.native_user(stack, admin, "busy")
+        busy.start_server()
+        deadline = time.monotonic() + 120
+        while stack.user_container("admin") and time.monotonic() < deadline:
+            assert busy.server_api("GET", "/contents").status_code == 200
+            time.sleep(3)
+        assert stack.user_container("admin") is None, "the idle server was not culled"
+        assert stack.user_container("busy"), "the busy server was culled"
+
+
+def test_no_gpu_is_requested_on_a_machine_without_one(stack, admin):
+    admin.start_server()
+    requests = harness.docker("inspect", "-f", "{{json .HostConfig.DeviceRequests}}", stack.user_container("admin"))
+    assert requests in ("null", "[]")
+    assert "No NVIDIA GPU in this Docker engine" in stack.service_log("hub")
+
+
+def test_gpu_flavor_is_marked_unavailable_here(admin):
+    if harness.run("docker", "image", "inspect", "labhub/jupyterlab-gpu:latest", check=False).returncode:
+        pytest.skip("the gpu flavor is not built (LABHUB_BUILD_GPU=1 tests/run builds it)")
+    form = admin.http.get(admin.url("/hub/spawn")).text
+    assert "Python with PyTorch (GPU)" in form and "unavailable: this machine has no GPU" in form
+    assert admin.request_server(image="Python with PyTorch (GPU)").status_code == 400
