@@ -49,3 +49,13 @@ def log_in(page, user, password):
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.click("#login_submit")
+
+
+def open_lab(page, user):
+    """After logging in: choose the default flavor on the spawn form (shown when more than one
+    is built), then wait for JupyterLab."""
+    page.wait_for_url(lambda url: "/hub/spawn" in url or f"/user/{user}/" in url, timeout=120_000)
+    if "/hub/spawn/" in page.url or page.url.endswith("/hub/spawn"):
+        page.click("form#spawn_form [type=submit]")
+    page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+    page.wait_for_selector(".jp-Launcher", timeout=120_000)

@@ -1,7 +1,7 @@
 """Native logins in Chromium: sign up, wait for approval, get approved in the admin's UI, log in;
 weak passwords refused at signup; five wrong passwords lock the account."""
 
-from conftest import log_in
+from conftest import log_in, open_lab
 
 PASSWORD = "Gravity-Apple-1687"
 
@@ -26,15 +26,14 @@ def test_signup_approval_and_login(stack, new_page, artifacts):
 
     admin = new_page()
     log_in(admin, "admin", stack.admin_password())
-    admin.wait_for_url("**/user/admin/**", timeout=120_000)
+    admin.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
     admin.goto("https://localhost/hub/authorize")
     admin.click("tr#newton >> text=Authorize")
     admin.wait_for_selector("tr#newton.success")
     admin.screenshot(path=str(artifacts / "native-approved.png"))
 
     log_in(newcomer, "newton", PASSWORD)
-    newcomer.wait_for_url("**/user/newton/lab**", timeout=120_000)
-    newcomer.wait_for_selector(".jp-Launcher", timeout=120_000)
+    open_lab(newcomer, "newton")
 
 
 def test_five_wrong_passwords_lock_the_account(stack, new_page):

@@ -23,8 +23,13 @@ def run_notebook(stack, client, name: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+def spawn_form(client) -> str:
+    """The spawn page of a server that is not running (a new named one), as a browser gets it."""
+    return client.http.get(client.url(f"/hub/spawn/{client.user}/form-check")).text
+
+
 def test_spawn_form_lists_the_flavors_with_their_descriptions(admin):
-    form = admin.http.get(admin.url("/hub/spawn")).text
+    form = spawn_form(admin)
     for title in FLAVORS:
         assert title in form
     assert "numpy, scipy, pandas and matplotlib" in form
@@ -69,25 +74,26 @@ def test_limits_and_culling(stack):
     with stack.configured(mem_limit="400M", cpu_limit="0.5", idle_timeout="20"):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        admin.start_server()
-        container = stack.user_container("admin")
+        limited = harness.native_user(stack, admin, "limited")  # a server started under these limits
+        limited.start_server()
+        container = stack.user_container("limited")
         assert cgroup_limits(container) == ["50000", "100000", str(400 * 2**20)]
 
         # Past the limit, the kernel is killed: not the server, not the hub.
-        kernel = admin.start_kernel()
+        kernel = limited.start_kernel()
         with pytest.raises(harness.KernelDied):
-            admin.execute(kernel, "b = bytearray(800 * 2**20); b[::4096] = b'x' * len(b[::4096])", timeout=60)
-        assert admin.server_api("GET", "/status").status_code == 200
-        assert stack.user_container("admin") == container
+            limited.execute(kernel, "b = bytearray(800 * 2**20); b[::4096] = b'x' * len(b[::4096])", timeout=60)
+        assert limited.server_api("GET", "/status").status_code == 200
+        assert stack.user_container("limited") == container
 
         # Culling: with no activity the server is stopped; one kept busy keeps running.
         busy = harness.native_user(stack, admin, "busy")
         busy.start_server()
         deadline = time.monotonic() + 120
-        while stack.user_container("admin") and time.monotonic() < deadline:
+        while stack.user_container("limited") and time.monotonic() < deadline:
             assert busy.server_api("GET", "/contents").status_code == 200
             time.sleep(3)
-        assert stack.user_container("admin") is None, "the idle server was not culled"
+        assert stack.user_container("limited") is None, "the idle server was not culled"
         assert stack.user_container("busy"), "the busy server was culled"
 
 
@@ -101,6 +107,19 @@ def test_no_gpu_is_requested_on_a_machine_without_one(stack, admin):
 def test_gpu_flavor_is_marked_unavailable_here(admin):
     if harness.run("docker", "image", "inspect", "labhub/jupyterlab-gpu:latest", check=False).returncode:
         pytest.skip("the gpu flavor is not built (LABHUB_BUILD_GPU=1 tests/run builds it)")
-    form = admin.http.get(admin.url("/hub/spawn")).text
+    form = spawn_form(admin)
     assert "Python with PyTorch (GPU)" in form and "unavailable: this machine has no GPU" in form
     assert admin.request_server(image="Python with PyTorch (GPU)").status_code == 400
+
+
+def test_gpu_flavor_carries_pytorch_and_the_hubs_jupyterhub():
+    """The opt-in check of the gpu flavor on a machine without GPUs: what it can check here."""
+    if harness.run("docker", "image", "inspect", "labhub/jupyterlab-gpu:latest", check=False).returncode:
+        pytest.skip("the gpu flavor is not built (LABHUB_BUILD_GPU=1 tests/run builds it)")
+    out = harness.docker("run", "--rm", "--entrypoint", "python", "labhub/jupyterlab-gpu:latest", "-c",
+                         "import torch, jupyterhub; print(torch.__version__, torch.version.cuda, jupyterhub.__version__)")
+    torch_version, cuda, hub_version = out.split()
+    assert cuda != "None", "PyTorch was installed without CUDA"
+    pinned = next(line.split("==")[1] for line in (harness.REPO / "jupyterhub/requirements.txt").read_text().splitlines()
+                  if line.startswith("jupyterhub=="))
+    assert hub_version == pinned
