@@ -170,6 +170,11 @@ class HubClient:
         user = quote(self.user, safe="")
         return f"/users/{user}/servers/{quote(self.server, safe='')}" if self.server else f"/users/{user}/server"
 
+    def forget_server(self) -> None:
+        """Deletes this named server altogether (it counts toward the named-server limit)."""
+        r = self.api("DELETE", self._server_api, json={"remove": True})
+        assert r.status_code in (202, 204), r.text
+
     def request_server(self, **options) -> requests.Response:
         """Asks the hub to start this server with these user options (e.g. image=<title>)."""
         return self.api("POST", self._server_api, json=options)

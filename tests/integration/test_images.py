@@ -25,7 +25,10 @@ def run_notebook(stack, client, name: str) -> None:
 
 def spawn_form(client) -> str:
     """The spawn page of a server that is not running (a new named one), as a browser gets it."""
-    return client.http.get(client.url(f"/hub/spawn/{client.user}/form-check")).text
+    try:
+        return client.http.get(client.url(f"/hub/spawn/{client.user}/form-check")).text
+    finally:
+        client.named("form-check").forget_server()
 
 
 def test_spawn_form_lists_the_flavors_with_their_descriptions(admin):
@@ -48,9 +51,12 @@ def test_each_flavor_spawns_and_passes_its_smoke_notebooks(stack, admin, title):
 
 def test_an_image_not_on_the_list_is_refused(stack, admin):
     refused = admin.named("elsewhere")  # a server of its own: the hub remembers a server's options
-    r = refused.request_server(image="debian:trixie-slim")
-    assert r.status_code == 400 and "not in allowed list" in r.text
-    assert stack.user_container("admin", "elsewhere") is None
+    try:
+        r = refused.request_server(image="debian:trixie-slim")
+        assert r.status_code == 400 and "not in allowed list" in r.text
+        assert stack.user_container("admin", "elsewhere") is None
+    finally:
+        refused.forget_server()
 
 
 def test_named_servers_run_side_by_side(stack, admin):
