@@ -51,7 +51,7 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -
             raise
         raise fail(host_folders(s)[missing], f"host folder {missing} does not exist",
                    "create it (see README, Storage) or change the setting") from None
-    return dict(zip(folders, map(int, out.split())))
+    return dict(zip(folders, map(int, out.split()), strict=True))
 
 
 class UserIds:
