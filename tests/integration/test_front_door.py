@@ -37,3 +37,25 @@ def test_login_page_is_served_with_the_generated_certificate(stack):
     assert r.status_code == 200
     assert 'name="password"' in r.text
     assert int(r.headers["Strict-Transport-Security"].split("max-age=")[1].split(";")[0]) >= 15552000
+
+
+def test_site_copies_win_over_the_templates(stack):
+    """An admin's jupyterhub_config.py and traefik.toml are used once they exist."""
+    context, proxy = stack.dir / "jupyterhub/context", stack.dir / "reverse-proxy"
+    hub_site, proxy_site = context / "jupyterhub_config.py", proxy / "traefik.toml"
+    hub_site.write_text((context / "jupyterhub_config.py.template").read_text()
+                        + '\nc.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n')
+    proxy_site.write_text((proxy / "traefik.toml.template").read_text().replace('level = "INFO"', 'level = "DEBUG"'))
+    try:
+        stack.compose("restart", "hub", "proxy")
+        stack.up()
+        session = requests.Session()
+        session.trust_env = False
+        assert "Maintenance on Friday" in session.get("https://localhost/hub/login", verify=stack.ca_file).text
+        assert "labhub hub: config /srv/jupyterhub/context/jupyterhub_config.py\n" in stack.service_log("hub")
+        assert "DBG" in stack.service_log("proxy")
+    finally:
+        hub_site.unlink()
+        proxy_site.unlink()
+        stack.compose("restart", "hub", "proxy")
+        stack.up()
