@@ -57,11 +57,16 @@ class Catalog:
                 f"no user image labelled {FLAVOR_LABEL}={DEFAULT_FLAVOR}; build it with "
                 "`docker compose -f docker-compose.jlabs.yml build` (or `docker compose up -d` builds it)")
 
+    def _ordered(self) -> list[Flavor]:
+        """The built flavors, default first, then by title: one look at the engine."""
+        return sorted(built_flavors(self.client).values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))
+
+    def _usable(self, flavor: Flavor) -> bool:
+        return self.gpus_available or not flavor.gpu
+
     def usable(self) -> dict[str, Flavor]:
         """title -> Flavor, default first; GPU flavors only where there are GPUs."""
-        flavors = built_flavors(self.client)
-        ordered = sorted(flavors.values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))
-        return {f.title: f for f in ordered if self.gpus_available or not f.gpu}
+        return {f.title: f for f in self._ordered() if self._usable(f)}
 
     def __deepcopy__(self, memo):
         # traitlets deep-copies config values, bound methods (and so this catalog, with its
@@ -79,27 +84,30 @@ class Catalog:
         usable = self.usable()
         return usable.get(spawner.user_options.get("image"), next(iter(usable.values())))
 
+    def limits(self, flavor: Flavor) -> tuple[str, float]:
+        """Memory and CPUs for a server of this flavor: its own, else the site's."""
+        return flavor.mem_limit or self.mem_limit, flavor.cpu_limit or self.cpu_limit
+
     def mem_limit_for(self, spawner) -> str:
-        return self.chosen(spawner).mem_limit or self.mem_limit
+        return self.limits(self.chosen(spawner))[0]
 
     def cpu_limit_for(self, spawner) -> float:
-        return self.chosen(spawner).cpu_limit or self.cpu_limit
+        return self.limits(self.chosen(spawner))[1]
 
     def options_form(self, spawner) -> str:
         """The spawn form: one choice per flavor with its description and limits; GPU flavors are
         listed as unavailable on a machine without GPUs."""
-        flavors = built_flavors(self.client)
+        flavors = self._ordered()
         if len(flavors) <= 1:
             return ""  # nothing to choose: start straight away
         rows = []
-        usable = self.usable()
-        for i, f in enumerate(sorted(flavors.values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))):
-            limits = f"up to {f.mem_limit or self.mem_limit}B memory, {f.cpu_limit or self.cpu_limit:g} CPUs"
-            available = f.title in usable
+        for i, f in enumerate(flavors):
+            mem, cpus = self.limits(f)
+            available = self._usable(f)
             note = "" if available else " <strong>(unavailable: this machine has no GPU)</strong>"
             rows.append(
                 f'<div class="radio"><label><input type="radio" name="image" value="{html.escape(f.title)}"'
                 f'{" checked" if i == 0 else ""}{"" if available else " disabled"}> '
                 f"<strong>{html.escape(f.title)}</strong>{note}<br><small>{html.escape(f.description)} "
-                f"({limits})</small></label></div>")
+                f"(up to {mem}B memory, {cpus:g} CPUs)</small></label></div>")
         return "<p>Choose your environment:</p>\n" + "\n".join(rows)
