@@ -4,6 +4,7 @@ them the way a browser does (HTTPS through Traefik, cookies, XSRF, WebSockets)."
 import contextlib
 import copy
 import json
+import os
 import re
 import shutil
 import ssl
@@ -18,6 +19,10 @@ import websocket
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = Path("/tmp/labhub-tests")
+# Several test runs can share one machine: LABHUB_TEST_NAMESPACE prefixes every compose project,
+# LABHUB_TEST_PORTS ("http,https", default 80,443) are the host ports their Traefik publishes.
+NAMESPACE = os.environ.get("LABHUB_TEST_NAMESPACE", "")
+HTTP_PORT, HTTPS_PORT = (int(p) for p in os.environ.get("LABHUB_TEST_PORTS", "80,443").split(","))
 
 
 def run(*cmd, cwd=None, check=True, timeout=900, env=None) -> subprocess.CompletedProcess:
@@ -34,8 +39,12 @@ class Deployment:
     like an admin's fresh clone: its own secret/, .env and state."""
 
     def __init__(self, name: str):
-        self.project = name
-        self.dir = WORK / name
+        self.project = NAMESPACE + name
+        self.dir = WORK / self.project
+        self.url = "https://localhost" + ("" if HTTPS_PORT == 443 else f":{HTTPS_PORT}")
+        self.http_url = "http://localhost" + ("" if HTTP_PORT == 80 else f":{HTTP_PORT}")
+        self.base_settings = {} if (HTTP_PORT, HTTPS_PORT) == (80, 443) else \
+            {"http_port": HTTP_PORT, "https_port": HTTPS_PORT}
         if self.dir.exists():
             self.destroy()
         files = run("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split()
@@ -45,6 +54,7 @@ class Deployment:
             if (REPO / rel).is_file():
                 (self.dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO / rel, self.dir / rel)
+        self.set_env()
 
     @property
     def secret(self) -> Path:
@@ -65,9 +75,14 @@ class Deployment:
         return self.compose("up", "-d", "--wait", check=check)
 
     def set_env(self, **settings) -> None:
-        """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would."""
-        lines = [f"LABHUB_{name.upper()}={value}" for name, value in settings.items()]
-        (self.dir / ".env").write_text("".join(line + "\n" for line in lines))
+        """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would; no keywords and
+        the default ports: no .env at all, as on a fresh clone."""
+        settings = {**self.base_settings, **settings}
+        env = self.dir / ".env"
+        if not settings:
+            env.unlink(missing_ok=True)
+            return
+        env.write_text("".join(f"LABHUB_{name.upper()}={value}\n" for name, value in settings.items()))
 
     @contextlib.contextmanager
     def configured(self, **settings):
@@ -78,7 +93,7 @@ class Deployment:
             assert result.returncode == 0, result.stdout[-3000:] + self.compose("logs", "--tail", "30", check=False).stdout
             yield self
         finally:
-            (self.dir / ".env").unlink()
+            self.set_env()
             self.up()
 
     def service_log(self, service: str) -> str:
@@ -124,9 +139,9 @@ class KernelDied(Exception):
 class HubClient:
     """A logged-in user, through Traefik over HTTPS."""
 
-    def __init__(self, deployment: Deployment, base="https://localhost"):
+    def __init__(self, deployment: Deployment):
         self.deployment = deployment
-        self.base = base
+        self.base = deployment.url
         self.http = requests.Session()
         self.http.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats verify
         self.http.verify = deployment.ca_file

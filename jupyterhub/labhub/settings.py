@@ -50,6 +50,8 @@ class Setting:
 # keeps the two in step); the README explains them by login method.
 SETTINGS = {
     "HOSTNAME": Setting("localhost", "host name users type in the browser; the certificate is made for it"),
+    "HTTP_PORT": Setting("80", "host port for http://, which only redirects to https://"),
+    "HTTPS_PORT": Setting("443", "host port for https://"),
     "AUTH": Setting("native", "login method: " + ", ".join(AUTH_METHODS)),
     "ADMIN_USERS": Setting("admin", "comma-separated admin user names"),
     "ALLOWED_USERS": Setting("", "comma-separated user names who may log in (github, oidc, ldap)"),
@@ -97,6 +99,7 @@ class DataMount:
 @dataclass(frozen=True)
 class Settings:
     hostname: str
+    https_port: int
     auth: str
     admin_users: tuple[str, ...]
     allowed_users: tuple[str, ...]
@@ -134,7 +137,8 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        return f"https://{self.hostname}"
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.hostname}{port}"
 
 
 def fail(name: str, problem: str, fix: str) -> SettingError:
@@ -249,6 +253,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
     domain = r.text("OIDC_EMAIL_DOMAIN").lower().lstrip("@")
     ldap_tls = r.choice("LDAP_TLS", LDAP_TLS_MODES, "TLS mode")
+    r.port("HTTP_PORT", 80)  # only compose uses it; checked here so a typo gets one line
     gpus_per_server = r.text("GPUS_PER_SERVER").lower()
     if gpus_per_server != "all" and not (gpus_per_server.isdigit() and int(gpus_per_server) > 0):
         raise fail("GPUS_PER_SERVER", f"{gpus_per_server!r} is neither all nor a number of GPUs", "set all, or e.g. 1")
@@ -260,6 +265,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
 
     return Settings(
         hostname=hostname,
+        https_port=r.port("HTTPS_PORT", 443),
         auth=r.choice("AUTH", AUTH_METHODS, "login method"),
         admin_users=admins,
         allowed_users=r.users("ALLOWED_USERS"),

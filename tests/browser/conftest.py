@@ -30,12 +30,12 @@ def browser(stack):
 
 
 @pytest.fixture
-def new_page(browser):
+def new_page(browser, stack):
     """Makes pages in fresh browser contexts (separate cookies: separate people)."""
     contexts = []
 
     def make():
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=stack.url)
         contexts.append(context)
         return context.new_page()
 
@@ -45,7 +45,7 @@ def new_page(browser):
 
 
 def log_in(page, user, password):
-    page.goto("https://localhost/hub/login")
+    page.goto("/hub/login")
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.click("#login_submit")

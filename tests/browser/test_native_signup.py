@@ -7,7 +7,7 @@ PASSWORD = "Gravity-Apple-1687"
 
 
 def sign_up(page, user, password):
-    page.goto("https://localhost/hub/signup")
+    page.goto("/hub/signup")
     page.fill("#username_input", user)
     page.fill("#password_input", password)
     page.fill("#password_confirmation_input", password)
@@ -27,7 +27,7 @@ def test_signup_approval_and_login(stack, new_page, artifacts):
     admin = new_page()
     log_in(admin, "admin", stack.admin_password())
     admin.wait_for_url(lambda url: "/hub/login" not in url, timeout=60_000)
-    admin.goto("https://localhost/hub/authorize")
+    admin.goto("/hub/authorize")
     admin.click("tr#newton >> text=Authorize")
     admin.wait_for_selector("tr#newton.success")
     admin.screenshot(path=str(artifacts / "native-approved.png"))
@@ -41,7 +41,7 @@ def test_five_wrong_passwords_lock_the_account(stack, new_page):
     assert "sent to the admin" in sign_up(page, "guesser", PASSWORD)
     approver = new_page()
     log_in(approver, "admin", stack.admin_password())
-    approver.goto("https://localhost/hub/authorize/guesser")  # the Authorize button's link
+    approver.goto("/hub/authorize/guesser")  # the Authorize button's link
 
     for _ in range(5):
         log_in(page, "guesser", "wrong-password")

@@ -15,19 +15,19 @@ CASES = {
                                                            for ext in ("crt", "key")],
         "labhub: error: secret/tls/tls.crt: cannot read a PEM certificate"),
     "unknown-login-method": (
-        lambda d: (d.dir / ".env").write_text("LABHUB_AUTH=kerberos\n"),
+        lambda d: d.set_env(auth="kerberos"),
         "labhub: error: LABHUB_AUTH: unknown login method 'kerberos'; set it to one of native, shared-password, "
         "github, oidc, ldap (in .env, see .env.template)"),
     "shared-password-without-password": (
-        lambda d: (d.dir / ".env").write_text("LABHUB_AUTH=shared-password\n"),
+        lambda d: d.set_env(auth="shared-password"),
         "labhub: error: secret/shared-password: missing, or shorter than 8 characters; "
         "put the password users share there (8 or more characters)"),
     "github-without-restriction": (
-        lambda d: [(d.dir / ".env").write_text("LABHUB_AUTH=github\n"),
+        lambda d: [d.set_env(auth="github"),
                    (d.secret / "oauth.env").write_text("OAUTH_CLIENT_ID=x\nOAUTH_CLIENT_SECRET=y\n")],
         "labhub: error: LABHUB_GITHUB_ORGS: nobody is allowed to log in with GitHub"),
     "misspelt-setting": (
-        lambda d: (d.dir / ".env").write_text("LABHUB_HOSTNAMES=lab.example.edu\n"),
+        lambda d: d.set_env(hostnames="lab.example.edu"),
         "labhub: error: LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME,"),
 }
 

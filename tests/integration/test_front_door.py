@@ -25,15 +25,15 @@ def test_every_service_is_healthy_or_done(stack):
 
 
 def test_http_is_permanently_redirected_to_https(stack):
-    r = requests.get("http://localhost/hub/login", allow_redirects=False)
+    r = requests.get(stack.http_url + "/hub/login", allow_redirects=False)
     assert r.status_code in (301, 308)
-    assert r.headers["Location"] == "https://localhost/hub/login"
+    assert r.headers["Location"] == stack.url + "/hub/login"
 
 
 def test_login_page_is_served_with_the_generated_certificate(stack):
     session = requests.Session()
     session.trust_env = False
-    r = session.get("https://localhost/hub/login", verify=stack.ca_file)
+    r = session.get(stack.url + "/hub/login", verify=stack.ca_file)
     assert r.status_code == 200
     assert 'name="password"' in r.text
     assert int(r.headers["Strict-Transport-Security"].split("max-age=")[1].split(";")[0]) >= 15552000
@@ -51,7 +51,7 @@ def test_site_copies_win_over_the_templates(stack):
         stack.up()
         session = requests.Session()
         session.trust_env = False
-        assert "Maintenance on Friday" in session.get("https://localhost/hub/login", verify=stack.ca_file).text
+        assert "Maintenance on Friday" in session.get(stack.url + "/hub/login", verify=stack.ca_file).text
         assert "labhub hub: config /srv/jupyterhub/context/jupyterhub_config.py\n" in stack.service_log("hub")
         assert "DBG" in stack.service_log("proxy")
     finally:

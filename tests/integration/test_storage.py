@@ -110,5 +110,5 @@ def test_missing_host_folder_stops_the_hub_with_one_clear_line(stack):
         assert lines[-1] == ("labhub: error: LABHUB_DATA_MOUNTS: host folder /nonexistent-lab-data does not "
                              "exist; create it (see README, Storage) or change the setting (in .env, see .env.template)")
     finally:
-        os.remove(stack.dir / ".env")
+        stack.set_env()
         stack.up()

@@ -36,7 +36,7 @@ def test_other_variables_are_ignored():
     ({"LABHUB_HOSTNAME": "lab example"}, "LABHUB_HOSTNAME: 'lab example' is not a host name"),
     ({"LABHUB_ADMIN_USERS": "Ad Min"}, "LABHUB_ADMIN_USERS: 'ad min' is not a user name"),
     ({"LABHUB_ADMIN_USERS": " , "}, "LABHUB_ADMIN_USERS: no admin; name at least one admin"),
-    ({"LABHUB_HOSTNAMES": "x"}, "LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME, LABHUB_AUTH"),
+    ({"LABHUB_HOSTNAMES": "x"}, "LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME, LABHUB_HTTP_PORT"),
 ])
 def test_bad_values_give_one_line_naming_setting_and_fix(env, message):
     with pytest.raises(SettingError) as e:
