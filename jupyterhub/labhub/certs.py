@@ -1,5 +1,6 @@
-"""The certificate Traefik serves: the lab's own (secret/tls/tls.crt + tls.key), or, when there is
-none, one issued by a local LabHub CA (secret/labhub-ca.crt, which users can trust once)."""
+"""The certificate LabHub serves (LABHUB_TLS): the lab's own (secret/tls/tls.crt + tls.key, checked
+before anything serves it), one issued by a local LabHub CA (secret/labhub-ca.crt, which users
+trust once; renewed before expiry), or one Traefik gets by ACME (nothing kept in secret/)."""
 
 import datetime
 import ipaddress
@@ -11,11 +12,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .settings import SettingError
+from .settings import Settings, SettingError
 
 CA_NAME = "LabHub local CA"
 LEAF_DAYS = 365
-RENEW_DAYS = 30  # a self-made certificate this close to expiry is renewed at start
+RENEW_DAYS = 30  # a self-made certificate this close to expiry is renewed
+WARN_DAYS = 21  # the lab's certificate this close to expiry is worth a warning at every start
 
 
 class TlsFiles:
@@ -50,12 +52,17 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def _read_cert(files: TlsFiles, path: Path) -> x509.Certificate:
+def _read_certs(files: TlsFiles, path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file (the lab's may hold its chain, in any order)."""
     try:
-        return x509.load_pem_x509_certificates(path.read_bytes())[0]
+        return x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError):
         raise SettingError(f"{files.shown(path)}: cannot read a PEM certificate; "
                            "replace it with the PEM file (BEGIN CERTIFICATE) or remove it") from None
+
+
+def _read_cert(files: TlsFiles, path: Path) -> x509.Certificate:
+    return _read_certs(files, path)[0]
 
 
 def _read_key(files: TlsFiles, path: Path):
@@ -120,27 +127,123 @@ def _dns_names(cert: x509.Certificate) -> list[str]:
         return []
 
 
-def ensure_certificate(secret_dir: Path, hostname: str) -> str:
-    """Makes sure secret/tls holds a usable certificate and key; returns what it did, for the log."""
-    files = TlsFiles(secret_dir)
-    have_cert, have_key = files.cert.exists(), files.key.exists()
-    if have_cert != have_key:
-        present, missing = (files.cert, files.key) if have_cert else (files.key, files.cert)
-        raise SettingError(f"{files.shown(missing)}: missing while {files.shown(present)} is there; "
-                           f"add it, or remove {files.shown(present)} to use a self-made certificate")
-    if not have_cert:
-        _issue(files, hostname)
-        return f"made a certificate for {hostname} signed by {files.shown(files.ca_cert)}"
+def _covers(cert: x509.Certificate, hostname: str) -> bool:
+    """Whether a browser accepts the certificate for hostname (a wildcard covers one label)."""
+    for name in _dns_names(cert):
+        name = name.lower()
+        if name == hostname or (name.startswith("*.") and hostname.partition(".")[2] == name[2:]):
+            return True
+    return False
 
-    cert, key = _read_cert(files, files.cert), _read_key(files, files.key)
-    if cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
-        raise SettingError(f"{files.shown(files.key)}: does not match {files.shown(files.cert)}; "
-                           "put the private key that belongs to this certificate there")
-    if _is_self_made(files, cert):
-        left = cert.not_valid_after_utc - _now()
-        if left < datetime.timedelta(days=RENEW_DAYS) or hostname not in _dns_names(cert):
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _chain_in_order(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
+    """Leaf first, then each issuer after what it issued (TLS servers send them in that order)."""
+    chain, rest = [leaf], list(others)
+    while issuer := next((c for c in rest if c.subject == chain[-1].issuer), None):
+        chain.append(issuer)
+        rest.remove(issuer)
+    return chain + rest
+
+
+def _mismatch(files: TlsFiles) -> SettingError:
+    return SettingError(f"{files.shown(files.key)}: does not match {files.shown(files.cert)}; "
+                        "put the private key that belongs to this certificate there")
+
+
+class _Provided:
+    """The lab's certificate, checked: key, validity, host name. Anything wrong is a SettingError."""
+
+    def __init__(self, files: TlsFiles, hostname: str):
+        for present, missing in ((files.key, files.cert), (files.cert, files.key)):
+            if not missing.exists():
+                fix = (f"add it, or remove {files.shown(present)} to use a self-made certificate" if present.exists()
+                       else "put the lab's certificate and key there (README: HTTPS), or set LABHUB_TLS=auto")
+                raise SettingError(f"{files.shown(missing)}: missing" + (f" while {files.shown(present)} is there" if present.exists() else "") + f"; {fix}")
+        certificates, key = _read_certs(files, files.cert), _read_key(files, files.key)
+        leaf = next((c for c in certificates if _spki(c.public_key()) == _spki(key.public_key())), None)
+        if leaf is None:
+            raise _mismatch(files)
+        now, shown = _now(), files.shown(files.cert)
+        if leaf.not_valid_after_utc < now:
+            raise SettingError(f"{shown}: expired on {leaf.not_valid_after_utc:%Y-%m-%d}; put the renewed certificate "
+                               "there, or remove secret/tls/ to use a self-made one")
+        if leaf.not_valid_before_utc > now:
+            raise SettingError(f"{shown}: not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
+                               "check the machine's clock, or use the previous certificate until then")
+        if not _covers(leaf, hostname):
+            names = ", ".join(_dns_names(leaf)) or "no host name"
+            raise SettingError(f"{shown}: made for {names}, not for LABHUB_HOSTNAME={hostname}, so browsers refuse it; "
+                               "set LABHUB_HOSTNAME to a name it covers (in .env), or get a certificate for this one")
+        self.chain = _chain_in_order(leaf, [c for c in certificates if c is not leaf])
+        self.key = key
+        self.warnings = []
+        if leaf.not_valid_after_utc - now < datetime.timedelta(days=WARN_DAYS):
+            self.warnings.append(f"{shown}: expires on {leaf.not_valid_after_utc:%Y-%m-%d}; "
+                                 "put the renewed certificate there soon (no restart needed)")
+        self.summary = f"lab certificate for {', '.join(_dns_names(leaf))} valid until {leaf.not_valid_after_utc:%Y-%m-%d}"
+
+
+def mode(secret_dir: Path, s: Settings) -> str:
+    """provided, self-signed or acme: LABHUB_TLS, with auto resolved by what secret/tls/ holds."""
+    files = TlsFiles(secret_dir)
+    if s.tls != "auto":
+        return s.tls
+    if files.cert.exists() or files.key.exists():
+        if files.cert.exists() and _is_self_made(files, _read_cert(files, files.cert)):
+            return "self-signed"
+        return "provided"
+    return "self-signed"
+
+
+def ensure_certificate(secret_dir: Path, s: Settings) -> list[str]:
+    """Makes sure the certificate LabHub is to serve is there and sound: checks the lab's, makes or
+    renews the self-made one. Returns what it did, then any warnings; refuses with SettingError."""
+    files, hostname = TlsFiles(secret_dir), s.hostname
+    chosen = mode(secret_dir, s)
+    if chosen == "acme":
+        return [f"Traefik gets the certificate for {hostname} from {s.acme_server} ({s.acme_challenge})"]
+    if chosen == "provided":
+        provided = _Provided(files, hostname)
+        return [provided.summary, *provided.warnings]
+    if files.cert.exists() and files.key.exists():
+        cert = _read_cert(files, files.cert)
+        if not _is_self_made(files, cert):
+            raise SettingError(f"{files.shown(files.cert)}: is the lab's certificate but LABHUB_TLS=self-signed; "
+                               "set LABHUB_TLS=provided (or auto) in .env, or remove secret/tls/")
+        if _spki(cert.public_key()) != _spki(_read_key(files, files.key).public_key()):
+            raise _mismatch(files)
+        if cert.not_valid_after_utc - _now() < datetime.timedelta(days=RENEW_DAYS) or hostname not in _dns_names(cert):
             _issue(files, hostname)
-            return f"renewed the self-made certificate for {hostname}"
-        return f"self-made certificate for {hostname} valid until {cert.not_valid_after_utc:%Y-%m-%d}"
-    return f"lab certificate for {', '.join(_dns_names(cert)) or cert.subject.rfc4514_string()} valid until {cert.not_valid_after_utc:%Y-%m-%d}"
+            return [f"renewed the self-made certificate for {hostname}"]
+        return [f"self-made certificate for {hostname} valid until {cert.not_valid_after_utc:%Y-%m-%d}"]
+    if files.cert.exists() != files.key.exists():
+        _Provided(files, hostname)  # refuses, naming the missing file
+    _issue(files, hostname)
+    return [f"made a certificate for {hostname} signed by {files.shown(files.ca_cert)}"]
+
+
+def problems(secret_dir: Path, s: Settings) -> list[str]:
+    """What is wrong with the certificate LabHub would serve, one line each; nothing is made."""
+    files = TlsFiles(secret_dir)
+    try:
+        if mode(secret_dir, s) != "provided":
+            return []  # self-made ones are (re)made as needed; ACME is Traefik's
+        return _Provided(files, s.hostname).warnings
+    except SettingError as error:
+        return [str(error)]
+
+
+def served_pem(secret_dir: Path, s: Settings) -> tuple[str, str]:
+    """The certificate chain (leaf first) and key to serve, as PEM text, once ensure_certificate
+    accepted them; the lab's chain may be in any order in secret/tls/tls.crt."""
+    files = TlsFiles(secret_dir)
+    if mode(secret_dir, s) == "provided":
+        provided = _Provided(files, s.hostname)
+        chain, key = provided.chain, provided.key
+    else:
+        chain, key = [_read_cert(files, files.cert)], _read_key(files, files.key)
+    return ("".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain), _pem_key(key).decode())

@@ -22,7 +22,8 @@ def setup(_args) -> None:
     # Everything that can be wrong is checked before anything is made, so a refusal is one line.
     s = settings.load()
     auth.check(s, SECRET_DIR, os.environ)
-    print(f"labhub setup: {certs.ensure_certificate(SECRET_DIR, s.hostname)}")
+    for line in certs.ensure_certificate(SECRET_DIR, s):
+        print(f"labhub setup: {line}")
     if auth.needs_admin_passwords(s):
         for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
             print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")

@@ -18,6 +18,8 @@ CONTEXT_DIR = Path("/srv/jupyterhub/context")
 SECRET_DIR = Path("/srv/jupyterhub/secret")
 DATA_DIR = Path("/srv/jupyterhub/data")
 
+TLS_MODES = ("auto", "provided", "self-signed", "acme")
+ACME_CHALLENGES = ("http-01", "tls-alpn-01")
 AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
 USER_ID_MODES = ("shared", "per-user")
 GPU_MODES = ("auto", "on", "off")
@@ -52,6 +54,11 @@ SETTINGS = {
     "HOSTNAME": Setting("localhost", "host name users type in the browser; the certificate is made for it"),
     "HTTP_PORT": Setting("80", "host port for http://, which only redirects to https://"),
     "HTTPS_PORT": Setting("443", "host port for https://"),
+    "TLS": Setting("auto", "certificate: auto (the lab's in secret/tls/ if there, else self-signed), " + ", ".join(TLS_MODES[1:])),
+    "ACME_EMAIL": Setting("", "acme: contact e-mail for the certificate authority (expiry notices)"),
+    "ACME_SERVER": Setting("https://acme-v02.api.letsencrypt.org/directory", "acme: the certificate authority's directory URL"),
+    "ACME_CHALLENGE": Setting("http-01", "acme: how the host proves it is reachable: " + ", ".join(ACME_CHALLENGES)),
+    "HUB_SSL": Setting("false", "true: no Traefik, the hub serves TLS itself on HTTPS_PORT (docker-compose.hub-ssl.yml sets it)"),
     "AUTH": Setting("native", "login method: " + ", ".join(AUTH_METHODS)),
     "ADMIN_USERS": Setting("admin", "comma-separated admin user names"),
     "ALLOWED_USERS": Setting("", "comma-separated user names who may log in (github, oidc, ldap)"),
@@ -100,6 +107,11 @@ class DataMount:
 class Settings:
     hostname: str
     https_port: int
+    tls: str
+    acme_email: str
+    acme_server: str
+    acme_challenge: str
+    hub_ssl: bool
     auth: str
     admin_users: tuple[str, ...]
     allowed_users: tuple[str, ...]
@@ -248,6 +260,16 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     hostname = r.text("HOSTNAME").lower()
     if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", hostname):
         raise fail("HOSTNAME", f"{hostname!r} is not a host name", "set it to e.g. labhub.example.edu")
+    tls, hub_ssl = r.choice("TLS", TLS_MODES, "certificate mode"), r.flag("HUB_SSL")
+    acme_email = r.text("ACME_EMAIL")
+    if tls == "acme":
+        if hub_ssl:
+            raise fail("TLS", "acme needs Traefik, which the hub-direct mode leaves out",
+                       "set provided or self-signed, or start with docker-compose.yml alone")
+        if hostname == "localhost" or re.fullmatch(r"[0-9.]+", hostname):
+            raise fail("HOSTNAME", f"acme cannot certify {hostname!r}", "set the host's public DNS name")
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", acme_email):
+            raise fail("ACME_EMAIL", f"{acme_email!r} is not an e-mail address", "set the admin's, e.g. it-lab@example.edu")
     admins = r.users("ADMIN_USERS")
     if not admins:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
@@ -266,6 +288,11 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         hostname=hostname,
         https_port=r.port("HTTPS_PORT", 443),
+        tls=tls,
+        acme_email=acme_email,
+        acme_server=r.url("ACME_SERVER"),
+        acme_challenge=r.choice("ACME_CHALLENGE", ACME_CHALLENGES, "challenge"),
+        hub_ssl=hub_ssl,
         auth=r.choice("AUTH", AUTH_METHODS, "login method"),
         admin_users=admins,
         allowed_users=r.users("ALLOWED_USERS"),

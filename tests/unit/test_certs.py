@@ -3,10 +3,15 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from labhub import certs
+from labhub import certs, settings
 from labhub.settings import SettingError
+
+
+def site(hostname="localhost", **more):
+    return settings.load({"LABHUB_HOSTNAME": hostname, **{f"LABHUB_{k.upper()}": v for k, v in more.items()}})
 
 
 def load(path):
@@ -18,7 +23,7 @@ def sans(cert):
 
 
 def test_makes_a_certificate_signed_by_a_local_ca(tmp_path):
-    assert "made a certificate for lab.example.edu" in certs.ensure_certificate(tmp_path, "lab.example.edu")
+    assert "made a certificate for lab.example.edu" in "\n".join(certs.ensure_certificate(tmp_path, site("lab.example.edu")))
     files = certs.TlsFiles(tmp_path)
     cert, ca = load(files.cert), load(files.ca_cert)
     assert sans(cert) == ["lab.example.edu", "localhost"]
@@ -28,46 +33,46 @@ def test_makes_a_certificate_signed_by_a_local_ca(tmp_path):
 
 
 def test_keeps_a_valid_certificate_and_renews_for_a_new_host_name(tmp_path):
-    certs.ensure_certificate(tmp_path, "localhost")
+    certs.ensure_certificate(tmp_path, site("localhost"))
     files = certs.TlsFiles(tmp_path)
     first = files.cert.read_bytes()
-    assert "valid until" in certs.ensure_certificate(tmp_path, "localhost")
+    assert "valid until" in "\n".join(certs.ensure_certificate(tmp_path, site("localhost")))
     assert files.cert.read_bytes() == first
-    assert "renewed" in certs.ensure_certificate(tmp_path, "lab.example.edu")
+    assert "renewed" in "\n".join(certs.ensure_certificate(tmp_path, site("lab.example.edu")))
     assert sans(load(files.cert))[0] == "lab.example.edu"
     load(files.cert).verify_directly_issued_by(load(files.ca_cert))  # same CA: users trust it once
 
 
 def test_renews_a_self_made_certificate_near_expiry(tmp_path, monkeypatch):
-    certs.ensure_certificate(tmp_path, "localhost")
+    certs.ensure_certificate(tmp_path, site("localhost"))
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=certs.LEAF_DAYS - certs.RENEW_DAYS + 1)
     monkeypatch.setattr(certs, "_now", lambda: later)
-    assert "renewed" in certs.ensure_certificate(tmp_path, "localhost")
+    assert "renewed" in "\n".join(certs.ensure_certificate(tmp_path, site("localhost")))
 
 
 def test_leaves_the_labs_own_certificate_alone(tmp_path):
     lab = tmp_path / "lab"
-    certs.ensure_certificate(lab, "lab.example.edu")  # stands in for a certificate from elsewhere
+    certs.ensure_certificate(lab, site("lab.example.edu"))  # stands in for a certificate from elsewhere
     (tmp_path / "tls").mkdir()
     for name in ("tls.crt", "tls.key"):
         (tmp_path / "tls" / name).write_bytes((lab / "tls" / name).read_bytes())
-    assert "lab certificate for lab.example.edu" in certs.ensure_certificate(tmp_path, "lab.example.edu")
+    assert "lab certificate for lab.example.edu" in "\n".join(certs.ensure_certificate(tmp_path, site("lab.example.edu")))
     assert not (tmp_path / "labhub-ca.crt").exists()
 
 
 def test_certificate_without_key_is_refused(tmp_path):
-    certs.ensure_certificate(tmp_path, "localhost")
+    certs.ensure_certificate(tmp_path, site("localhost"))
     certs.TlsFiles(tmp_path).key.unlink()
     with pytest.raises(SettingError, match=r"^secret/tls/tls.key: missing while secret/tls/tls.crt is there; add it"):
-        certs.ensure_certificate(tmp_path, "localhost")
+        certs.ensure_certificate(tmp_path, site("localhost"))
 
 
 def test_key_that_does_not_match_is_refused(tmp_path):
-    certs.ensure_certificate(tmp_path, "localhost")
+    certs.ensure_certificate(tmp_path, site("localhost"))
     other = ec.generate_private_key(ec.SECP256R1())
     certs.TlsFiles(tmp_path).key.write_bytes(certs._pem_key(other))
     with pytest.raises(SettingError, match=r"^secret/tls/tls.key: does not match secret/tls/tls.crt"):
-        certs.ensure_certificate(tmp_path, "localhost")
+        certs.ensure_certificate(tmp_path, site("localhost"))
 
 
 def test_unreadable_certificate_is_refused_in_one_line(tmp_path):
@@ -75,6 +80,96 @@ def test_unreadable_certificate_is_refused_in_one_line(tmp_path):
     (tmp_path / "tls/tls.crt").write_text("garbage")
     (tmp_path / "tls/tls.key").write_text("garbage")
     with pytest.raises(SettingError) as e:
-        certs.ensure_certificate(tmp_path, "localhost")
+        certs.ensure_certificate(tmp_path, site("localhost"))
     assert str(e.value).startswith("secret/tls/tls.crt: cannot read a PEM certificate")
     assert "\n" not in str(e.value)
+
+
+def _ca(name, key, issuer=None, issuer_key=None, days=(-1, 3650)):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject if issuer else subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days[0])).not_valid_after(now + datetime.timedelta(days=days[1]))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(issuer_key or key, hashes.SHA256()))
+
+
+def lab_certificate(secret_dir, names=("lab.example.edu",), days=(-1, 90), order=(0, 1, 2)):
+    """A certificate as a lab gets it from its CA: leaf, intermediate and root, in `order`."""
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _ca("Lab Root", root_key)
+    mid = _ca("Lab Intermediate", mid_key, root, root_key)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(mid.subject).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days[0])).not_valid_after(now + datetime.timedelta(days=days[1]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(mid_key, hashes.SHA256()))
+    chain = [leaf, mid, root]
+    files = certs.TlsFiles(secret_dir)
+    files.cert.parent.mkdir(parents=True, exist_ok=True)
+    files.cert.write_bytes(b"".join(chain[i].public_bytes(serialization.Encoding.PEM) for i in order))
+    files.key.write_bytes(certs._pem_key(leaf_key))
+    return chain
+
+
+def test_the_labs_chain_in_any_order_is_served_leaf_first(tmp_path):
+    leaf, mid, root = lab_certificate(tmp_path, order=(2, 0, 1))
+    assert certs.mode(tmp_path, site("lab.example.edu")) == "provided"
+    chain, _ = certs.served_pem(tmp_path, site("lab.example.edu"))
+    served = x509.load_pem_x509_certificates(chain.encode())
+    assert [c.subject for c in served] == [leaf.subject, mid.subject, root.subject]
+
+
+def test_an_expired_lab_certificate_is_refused(tmp_path):
+    lab_certificate(tmp_path, days=(-100, -1))
+    with pytest.raises(SettingError, match=r"^secret/tls/tls.crt: expired on \d{4}-\d\d-\d\d; put the renewed"):
+        certs.ensure_certificate(tmp_path, site("lab.example.edu"))
+
+
+def test_a_lab_certificate_for_another_host_is_refused(tmp_path):
+    lab_certificate(tmp_path, names=("other.example.edu",))
+    with pytest.raises(SettingError, match=r"^secret/tls/tls.crt: made for other.example.edu, not for "
+                                           r"LABHUB_HOSTNAME=lab.example.edu, so browsers refuse it; set LABHUB_HOSTNAME"):
+        certs.ensure_certificate(tmp_path, site("lab.example.edu"))
+
+
+def test_a_wildcard_covers_one_label(tmp_path):
+    lab_certificate(tmp_path, names=("*.example.edu",))
+    assert certs.problems(tmp_path, site("lab.example.edu")) == []
+    assert "not for LABHUB_HOSTNAME=a.lab.example.edu" in certs.problems(tmp_path, site("a.lab.example.edu"))[0]
+
+
+def test_a_lab_certificate_near_expiry_starts_with_a_warning(tmp_path):
+    lab_certificate(tmp_path, days=(-80, 10))
+    summary, warning = certs.ensure_certificate(tmp_path, site("lab.example.edu"))
+    assert summary.startswith("lab certificate for lab.example.edu valid until")
+    assert warning.startswith("secret/tls/tls.crt: expires on") and "no restart needed" in warning
+
+
+def test_provided_mode_without_files_is_refused(tmp_path):
+    with pytest.raises(SettingError, match=r"^secret/tls/tls.crt: missing; put the lab's certificate and key there"):
+        certs.ensure_certificate(tmp_path, site("lab.example.edu", tls="provided"))
+
+
+def test_self_signed_mode_does_not_replace_the_labs_certificate(tmp_path):
+    lab_certificate(tmp_path)
+    with pytest.raises(SettingError, match=r"is the lab's certificate but LABHUB_TLS=self-signed; set LABHUB_TLS=provided"):
+        certs.ensure_certificate(tmp_path, site("lab.example.edu", tls="self-signed"))
+
+
+def test_acme_mode_keeps_nothing_in_secret(tmp_path):
+    lines = certs.ensure_certificate(tmp_path, site("lab.example.edu", tls="acme", acme_email="it@example.edu"))
+    assert lines == ["Traefik gets the certificate for lab.example.edu from "
+                     "https://acme-v02.api.letsencrypt.org/directory (http-01)"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_problems_lists_without_making_anything(tmp_path):
+    assert certs.problems(tmp_path, site("lab.example.edu")) == []
+    assert not any(tmp_path.iterdir())
+    lab_certificate(tmp_path)
+    certs.TlsFiles(tmp_path).key.write_bytes(certs._pem_key(ec.generate_private_key(ec.SECP256R1())))
+    assert certs.problems(tmp_path, site("lab.example.edu")) == [
+        "secret/tls/tls.key: does not match secret/tls/tls.crt; put the private key that belongs to this certificate there"]
