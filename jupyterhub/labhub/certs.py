@@ -247,3 +247,13 @@ def served_pem(secret_dir: Path, s: Settings) -> tuple[str, str]:
     else:
         chain, key = [_read_cert(files, files.cert)], _read_key(files, files.key)
     return ("".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain), _pem_key(key).decode())
+
+
+def hub_ssl_files(secret_dir: Path, data_dir: Path, s: Settings) -> tuple[str, str]:
+    """For the hub-direct mode: the served chain (leaf first) and key, written where the hub's
+    proxy reads them (the state volume: secret/ is read-only in the hub)."""
+    chain, key = served_pem(secret_dir, s)
+    cert_file, key_file = data_dir / "tls" / "tls.crt", data_dir / "tls" / "tls.key"
+    _write(key_file, key.encode(), 0o600)
+    _write(cert_file, chain.encode(), 0o644)
+    return str(cert_file), str(key_file)

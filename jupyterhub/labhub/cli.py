@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import auth, certs, settings
+from . import auth, certs, proxy, settings
 from .settings import CONTEXT_DIR, SECRET_DIR
 
 CONFIG_FILE = "jupyterhub_config.py"
@@ -30,6 +30,11 @@ def setup(_args) -> None:
     print(f"labhub setup: login method {s.auth}")
 
 
+def proxy_config(_args) -> None:
+    """Long-lived compose service: publishes Traefik's configuration and certificate."""
+    proxy.watch(SECRET_DIR, proxy.REVERSE_PROXY_DIR, proxy.PUBLISHED_DIR, settings.load())
+
+
 def hub(_args) -> None:
     # JupyterHub loads only files named *.py, so the template is reached through a link.
     link = Path(tempfile.mkdtemp(prefix="labhub-")) / CONFIG_FILE
@@ -42,6 +47,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="command")
     commands.add_parser("setup", help="check settings, make the certificate and admin passwords").set_defaults(run=setup)
+    commands.add_parser("proxy-config", help="publish Traefik's configuration and certificate, and keep them current").set_defaults(run=proxy_config)
     commands.add_parser("hub", help="run JupyterHub with the site's config").set_defaults(run=hub)
     args = parser.parse_args(argv)
     args.run(args)  # a SettingError exits with its one-line message

@@ -1,0 +1,112 @@
+"""What Traefik runs with, published by the long-lived `proxy-config` service into the folder
+Traefik reads (a volume): its static configuration (the admin's traefik.toml, else the template,
+plus the TLS part from .env), the admin's routes (reverse-proxy/dynamic/) and the certificate from
+secret/tls/, checked first.
+
+Traefik reloads a dynamic file when it changes, but never notices a certificate file replaced
+under it; publishing the certificate inside a dynamic file makes a replaced (or renewed)
+certificate served within seconds, with no restart and no dropped connection. A certificate that
+fails the checks is not published: the previous one stays served and the log says why.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from . import certs
+from .settings import Settings, SettingError
+
+REVERSE_PROXY_DIR = Path("/srv/jupyterhub/reverse-proxy")
+EXTRA_CA_DIR = Path("/srv/jupyterhub/ca-certificates")  # the site's extra CAs, as mounted now
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PUBLISHED_DIR = Path("/srv/jupyterhub/proxy-config")
+STATIC_FILE = "traefik.toml"
+DYNAMIC_DIR = "dynamic"
+TLS_FILE = "labhub-tls.toml"
+CA_BUNDLE = "ca-certificates.pem"
+READY_FILE = "ready"  # made after this container's first publish: what Traefik waits for
+POLL_SECONDS = 1.0
+RECHECK_SECONDS = 3600.0  # renews a self-made certificate / repeats expiry warnings while running
+
+
+def static_config(reverse_proxy_dir: Path, s: Settings) -> str:
+    site = reverse_proxy_dir / STATIC_FILE
+    text = (site if site.exists() else site.with_name(STATIC_FILE + ".template")).read_text()
+    tls = "\n# From .env (LABHUB_TLS): every router on websecure serves TLS.\n[entryPoints.websecure.http.tls]\n"
+    if s.tls == "acme":
+        tls += f'  certResolver = "acme"\n  [[entryPoints.websecure.http.tls.domains]]\n    main = {json.dumps(s.hostname)}\n'
+        tls += (f"[certificatesResolvers.acme.acme]\n  email = {json.dumps(s.acme_email)}\n"
+                f"  caServer = {json.dumps(s.acme_server)}\n  storage = \"/etc/labhub-acme/acme.json\"\n")
+        tls += ('  [certificatesResolvers.acme.acme.httpChallenge]\n    entryPoint = "web"\n' if s.acme_challenge == "http-01"
+                else "  [certificatesResolvers.acme.acme.tlsChallenge]\n")
+    return text + tls
+
+
+def tls_config(secret_dir: Path, s: Settings) -> str:
+    if certs.mode(secret_dir, s) == "acme":
+        return "# LABHUB_TLS=acme: Traefik's certificate resolver gets and renews the certificate.\n"
+    chain, key = certs.served_pem(secret_dir, s)
+    return ("# Published by labhub from secret/tls/: replace the files there, never edit this.\n"
+            f"[[tls.certificates]]\n  certFile = '''\n{chain}'''\n  keyFile = '''\n{key}'''\n")
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, and only when it changed: every write makes Traefik reload."""
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o600 if path.name == TLS_FILE else 0o644)
+    tmp.replace(path)
+
+
+def publish(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -> list[str]:
+    """Checks (and makes or renews) the certificate, then publishes everything Traefik reads.
+    Returns the certificate's log lines; a SettingError publishes nothing."""
+    lines = certs.ensure_certificate(secret_dir, s)
+    dynamic = {p.name: p.read_text() for p in sorted((reverse_proxy_dir / DYNAMIC_DIR).glob("*"))
+               if p.suffix in (".toml", ".yml", ".yaml") and p.name != TLS_FILE}
+    dynamic[TLS_FILE] = tls_config(secret_dir, s)
+    for name, text in dynamic.items():
+        _write(out / DYNAMIC_DIR / name, text)
+    for stale in (out / DYNAMIC_DIR).iterdir():
+        if stale.name not in dynamic:
+            stale.unlink()  # a route the admin removed
+    _write(out / STATIC_FILE, static_config(reverse_proxy_dir, s))
+    _write(out / CA_BUNDLE, ca_bundle())
+    return lines
+
+
+def ca_bundle() -> str:
+    """What Traefik's ACME client trusts: public roots plus the site's extra CAs (an institution's
+    ACME server, or the one a test runs), read at each publish so a new one needs no rebuild."""
+    extra = sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
+    return SYSTEM_CA_BUNDLE.read_text() + "".join(p.read_text().rstrip() + "\n" for p in extra)
+
+
+def _snapshot(*folders: Path) -> tuple:
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size)
+                 for folder in folders if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def watch(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -> None:
+    """Publishes at start, then again whenever the sources have changed and stayed still for a
+    poll (an admin copying a certificate and then its key is one change, not two)."""
+    sources = (secret_dir / "tls", reverse_proxy_dir, EXTRA_CA_DIR)
+    ready = out / READY_FILE
+    ready.unlink(missing_ok=True)  # a previous container's: Traefik must wait for this one's publish
+    published, seen, checked = None, None, float("-inf")
+    while True:
+        now = _snapshot(*sources)
+        if (now == seen and now != published) or time.monotonic() - checked > RECHECK_SECONDS:
+            try:
+                for line in publish(secret_dir, reverse_proxy_dir, out, s):
+                    print(f"labhub proxy-config: {line}", flush=True)
+                ready.touch()
+            except SettingError as error:
+                print(f"labhub proxy-config: error: {error} (still serving the previous certificate)", flush=True)
+            published, checked = _snapshot(*sources), time.monotonic()  # a renewal changed them itself
+        seen = now
+        time.sleep(POLL_SECONDS)
