@@ -96,6 +96,15 @@ class Deployment:
             self.set_env()
             self.up()
 
+    def wait_until_published(self, name: str, text: str, timeout=30) -> None:
+        """proxy-config publishes a changed file within seconds (an admin restarts Traefik after
+        changing its static config): waits until `name` there holds `text`."""
+        deadline = time.monotonic() + timeout
+        while self.compose("exec", "-T", "proxy-config", "grep", "-qF", text,
+                           f"/srv/jupyterhub/proxy-config/{name}", check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"{name} with {text!r} not published"
+            time.sleep(0.5)
+
     def service_log(self, service: str) -> str:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""
         container = self.compose("ps", "-a", "-q", service).stdout.strip()
@@ -257,34 +266,51 @@ class HubClient:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
-    def execute(self, kernel_id: str, code: str, timeout=60) -> str:
-        """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""
+    def kernel_socket(self, kernel_id: str, timeout=60, ca_file=None) -> "KernelSocket":
+        """A kernel's WebSocket over wss through Traefik, kept open across runs (close it)."""
         if not self._server_xsrf():
             self.lab().raise_for_status()
         ws_url = self.url(f"{self.server_path}api/kernels/{kernel_id}/channels").replace("https://", "wss://")
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
         ws = websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,
-                                         sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.deployment.ca_file})
+                                         sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": ca_file or self.deployment.ca_file})
+        return KernelSocket(ws, self.user)
+
+    def execute(self, kernel_id: str, code: str, timeout=60) -> str:
+        """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""
+        socket = self.kernel_socket(kernel_id, timeout)
         try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": self.user, "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False},
-            }))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
-                    raise KernelDied(msg["content"]["execution_state"])
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "execute_result":
-                    return msg["content"]["data"]["text/plain"]
-                if msg["msg_type"] == "error":
-                    raise AssertionError(f"kernel error: {msg['content']}")
-            raise TimeoutError("no execute_result")
+            return socket.run(code, timeout)
         finally:
-            ws.close()
+            socket.close()
+
+
+class KernelSocket:
+    def __init__(self, ws, user: str):
+        self.ws, self.user = ws, user
+
+    def run(self, code: str, timeout=60) -> str:
+        """Executes code; returns the result's text/plain."""
+        msg_id = uuid.uuid4().hex
+        self.ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": self.user, "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
+                raise KernelDied(msg["content"]["execution_state"])
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                return msg["content"]["data"]["text/plain"]
+            if msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']}")
+        raise TimeoutError("no execute_result")
+
+    def close(self) -> None:
+        self.ws.close()

@@ -193,7 +193,7 @@ def mode(secret_dir: Path, s: Settings) -> str:
     if s.tls != "auto":
         return s.tls
     if files.cert.exists() or files.key.exists():
-        if files.cert.exists() and _is_self_made(files, _read_cert(files, files.cert)):
+        if files.cert.exists() and files.ca_cert.exists() and _is_self_made(files, _read_cert(files, files.cert)):
             return "self-signed"
         return "provided"
     return "self-signed"

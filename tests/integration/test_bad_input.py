@@ -3,6 +3,7 @@
 import pytest
 
 import harness
+import pki
 
 # Each case: how to break a fresh deployment, and the line `labhub setup` must print.
 CASES = {
@@ -29,6 +30,20 @@ CASES = {
     "misspelt-setting": (
         lambda d: d.set_env(hostnames="lab.example.edu"),
         "labhub: error: LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME,"),
+    "expired-certificate": (
+        lambda d: pki.lab_certificate(names=("localhost",), days=(-90, -1)).install(d.secret),
+        "labhub: error: secret/tls/tls.crt: expired on "),
+    "certificate-for-another-host": (
+        lambda d: pki.lab_certificate(names=("lab.example.edu",)).install(d.secret),
+        "labhub: error: secret/tls/tls.crt: made for lab.example.edu, not for LABHUB_HOSTNAME=localhost, "
+        "so browsers refuse it; set LABHUB_HOSTNAME to a name it covers"),
+    "key-of-another-certificate": (
+        lambda d: [pki.lab_certificate(names=("localhost",)).install(d.secret),
+                   (d.secret / "tls/tls.key").write_bytes(pki.key_pem(pki.lab_certificate().key))],
+        "labhub: error: secret/tls/tls.key: does not match secret/tls/tls.crt; put the private key"),
+    "acme-without-email": (
+        lambda d: d.set_env(tls="acme", hostname="lab.example.edu"),
+        "labhub: error: LABHUB_ACME_EMAIL: '' is not an e-mail address; set the admin's"),
 }
 
 

@@ -1,7 +1,6 @@
 """Traefik in front of the hub: HTTPS with the generated certificate, HTTP redirected."""
 
 import json
-import time
 
 import requests
 
@@ -40,15 +39,6 @@ def test_login_page_is_served_with_the_generated_certificate(stack):
     assert int(r.headers["Strict-Transport-Security"].split("max-age=")[1].split(";")[0]) >= 15552000
 
 
-def wait_until_published(deployment, name, text, timeout=30):
-    """proxy-config publishes a changed file within seconds; an admin restarts Traefik after."""
-    deadline = time.monotonic() + timeout
-    while deployment.compose("exec", "-T", "proxy-config", "grep", "-qF", text,
-                             f"/srv/jupyterhub/proxy-config/{name}", check=False).returncode != 0:
-        assert time.monotonic() < deadline, f"{name} with {text!r} not published"
-        time.sleep(0.5)
-
-
 def test_site_copies_win_over_the_templates(stack):
     """An admin's jupyterhub_config.py and traefik.toml are used once they exist."""
     context, proxy = stack.dir / "jupyterhub/context", stack.dir / "reverse-proxy"
@@ -57,7 +47,7 @@ def test_site_copies_win_over_the_templates(stack):
                         + '\nc.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n')
     proxy_site.write_text((proxy / "traefik.toml.template").read_text().replace('level = "INFO"', 'level = "DEBUG"'))
     try:
-        wait_until_published(stack, "traefik.toml", 'level = "DEBUG"')
+        stack.wait_until_published("traefik.toml", 'level = "DEBUG"')
         stack.compose("restart", "hub", "proxy")
         stack.up()
         session = requests.Session()
@@ -68,6 +58,6 @@ def test_site_copies_win_over_the_templates(stack):
     finally:
         hub_site.unlink()
         proxy_site.unlink()
-        wait_until_published(stack, "traefik.toml", 'level = "INFO"')
+        stack.wait_until_published("traefik.toml", 'level = "INFO"')
         stack.compose("restart", "hub", "proxy")
         stack.up()

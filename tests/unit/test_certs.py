@@ -3,9 +3,9 @@ import stat
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+import pki
 from labhub import certs, settings
 from labhub.settings import SettingError
 
@@ -85,33 +85,10 @@ def test_unreadable_certificate_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def _ca(name, key, issuer=None, issuer_key=None, days=(-1, 3650)):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject if issuer else subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now + datetime.timedelta(days=days[0])).not_valid_after(now + datetime.timedelta(days=days[1]))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(issuer_key or key, hashes.SHA256()))
-
-
 def lab_certificate(secret_dir, names=("lab.example.edu",), days=(-1, 90), order=(0, 1, 2)):
-    """A certificate as a lab gets it from its CA: leaf, intermediate and root, in `order`."""
-    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = _ca("Lab Root", root_key)
-    mid = _ca("Lab Intermediate", mid_key, root, root_key)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(mid.subject).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now + datetime.timedelta(days=days[0])).not_valid_after(now + datetime.timedelta(days=days[1]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            .sign(mid_key, hashes.SHA256()))
-    chain = [leaf, mid, root]
-    files = certs.TlsFiles(secret_dir)
-    files.cert.parent.mkdir(parents=True, exist_ok=True)
-    files.cert.write_bytes(b"".join(chain[i].public_bytes(serialization.Encoding.PEM) for i in order))
-    files.key.write_bytes(certs._pem_key(leaf_key))
-    return chain
+    lab = pki.lab_certificate(names, days)
+    lab.install(secret_dir, order)
+    return lab.leaf, lab.intermediate, lab.root
 
 
 def test_the_labs_chain_in_any_order_is_served_leaf_first(tmp_path):
