@@ -1,8 +1,10 @@
-"""Test peers the hub talks to, each a container on a Docker network the test made: a mock OpenID
-Connect provider (tests/peers/oidc) and an OpenLDAP server (tests/peers/ldap). Plain functions and
+"""Test peers the stack talks to, each a container on a Docker network the test made: a mock OpenID
+Connect provider (tests/peers/oidc), an OpenLDAP server (tests/peers/ldap) and Pebble, an ACME
+server (tests/peers/pebble). Plain functions and
 objects: the tests own the fixtures, the network and the cleanup (`remove()`)."""
 
 import functools
+import json
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -13,13 +15,14 @@ from harness import REPO, docker, run
 
 OIDC_IMAGE = "labhub-test/oidc:latest"
 LDAP_IMAGE = "labhub-test/ldap:latest"
+PEBBLE_IMAGE = "labhub-test/pebble:latest"
 LDAP_SEED = REPO / "tests/peers/ldap/seed.ldif"
 
 
 @functools.cache
 def build_images() -> None:
-    """Builds both images, once per process; Docker's layer cache makes a rebuild take seconds."""
-    for image, peer in ((OIDC_IMAGE, "oidc"), (LDAP_IMAGE, "ldap")):
+    """Builds the images, once per process; Docker's layer cache makes a rebuild take seconds."""
+    for image, peer in ((OIDC_IMAGE, "oidc"), (LDAP_IMAGE, "ldap"), (PEBBLE_IMAGE, "pebble")):
         docker("build", "--quiet", "-f", str(REPO / "tests/peers" / peer / "Dockerfile"), "-t", image, str(REPO))
 
 
@@ -151,3 +154,39 @@ def start_ldap(network: str, name: str, alias: str = "ldap", timeout: float = 60
     _wait(server, ready, timeout)
     server.ca_pem = docker("exec", name, "cat", "/etc/ldap/tls/ca.crt") + "\n"
     return server
+
+
+@dataclass
+class Pebble(Peer):
+    """Pebble's ACME directory at `directory` (HTTPS, by a certificate signed by the test's CA). It
+    validates http-01 on port 80 and tls-alpn-01 on 443 of whatever Docker's DNS gives for a name,
+    and issues from a root made at its start (`root_pem`)."""
+
+    directory: str = ""
+    root_pem: str = ""
+
+
+def start_pebble(network: str, name: str, config_dir, ca_cert, ca_key, alias: str = "pebble", timeout: float = 60) -> Pebble:
+    """config_dir receives Pebble's config and its HTTPS certificate (for `alias`, by the test CA)."""
+    import pki  # only this peer needs a certificate made by the test
+
+    cert, key = pki.server_certificate([alias, name], ca_cert, ca_key)
+    (config_dir / "cert.pem").write_bytes(cert)
+    (config_dir / "key.pem").write_bytes(key)
+    (config_dir / "pebble-config.json").write_text(json.dumps({"pebble": {
+        "listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
+        "certificate": "/etc/pebble/cert.pem", "privateKey": "/etc/pebble/key.pem",
+        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False,
+    }}))
+    peer = Pebble(name, _start(PEBBLE_IMAGE, network, name, alias, "-v", f"{config_dir}:/etc/pebble:ro"))
+    peer.directory = f"https://{alias}:14000/dir"
+
+    def ready() -> bool:
+        try:  # by IP, which its certificate does not name: what is fetched is checked by the test's use
+            peer.root_pem = _direct().get(f"https://{peer.ip}:15000/roots/0", verify=False, timeout=2).text
+            return "BEGIN CERTIFICATE" in peer.root_pem
+        except requests.RequestException:
+            return False
+
+    _wait(peer, ready, timeout)
+    return peer

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def _pem(cert: x509.Certificate) -> bytes:
+def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -40,11 +40,11 @@ class LabCertificate:
 
     @property
     def root_pem(self) -> bytes:
-        return _pem(self.root)
+        return pem(self.root)
 
     def chain_pem(self, order=(0, 1, 2)) -> bytes:
         chain = (self.leaf, self.intermediate, self.root)
-        return b"".join(_pem(chain[i]) for i in order)
+        return b"".join(pem(chain[i]) for i in order)
 
     def install(self, secret_dir, order=(0, 1, 2)) -> None:
         """Into secret/tls/ as an admin copies them: the certificate file, then the key."""
@@ -61,7 +61,13 @@ def lab_certificate(names=("lab.example.edu",), days=(-1, 90), root_name="Lab Ro
     return LabCertificate(leaf, mid, root, leaf_key)
 
 
+def certificate_authority(name: str):
+    """A test CA: (certificate, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return _cert(name, key), key
+
+
 def server_certificate(names, ca_cert: x509.Certificate, ca_key, days=(-1, 30)) -> tuple[bytes, bytes]:
     """A leaf for a test peer (PEM certificate, PEM key), issued by a test CA."""
     key = ec.generate_private_key(ec.SECP256R1())
-    return _pem(_cert(names[0], key, ca_cert, ca_key, days=days, names=names, ca=False)), key_pem(key)
+    return pem(_cert(names[0], key, ca_cert, ca_key, days=days, names=names, ca=False)), key_pem(key)
