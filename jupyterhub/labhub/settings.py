@@ -17,6 +17,8 @@ PREFIX = "LABHUB_"
 CONTEXT_DIR = Path("/srv/jupyterhub/context")
 SECRET_DIR = Path("/srv/jupyterhub/secret")
 DATA_DIR = Path("/srv/jupyterhub/data")
+DATABASE = DATA_DIR / "jupyterhub.sqlite"
+SITE_DIR = Path("/srv/labhub")  # the whole LabHub folder, for the admin command only
 
 TLS_MODES = ("auto", "provided", "self-signed", "acme")
 ACME_CHALLENGES = ("http-01", "tls-alpn-01")
