@@ -47,7 +47,7 @@ class Progress:
 
     def __init__(self, what: str, total: int, out=sys.stderr):
         self.what, self.total, self.done, self.out = what, max(total, 1), 0, out
-        self.tty, self.shown = out.isatty(), -1
+        self.tty, self.shown = out.isatty(), 0
 
     def add(self, n: int) -> None:
         self.done += n
