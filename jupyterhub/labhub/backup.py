@@ -169,6 +169,7 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
     output.mkdir(parents=True, exist_ok=True)
     path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
     partial = path.with_suffix(".tar.partial")
+    partial.touch(mode=0o600)  # it holds keys and passwords
     mounts, users = _areas(engine, stack, s, shared)
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
             tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,9 @@ passwords, sessions and tokens, and homes identical to the byte (content, mode, 
 
 import os
 import shutil
+import stat
 import sqlite3
+import subprocess
 import tarfile
 import threading
 
@@ -27,9 +29,28 @@ threading.Thread(target=write, daemon=True).start()
 """
 
 
+def listing(source: str) -> str:
+    """LISTING of a volume or host folder."""
+    return harness.docker("run", "--rm", "--network", "none", "-v", f"{source}:/h:ro", "debian:trixie-slim",
+                          "sh", "-c", LISTING)
+
+
 def home_listing(deployment, user: str) -> str:
-    return harness.docker("run", "--rm", "--network", "none", "-v", f"{deployment.project}-home-{user}:/h:ro",
-                          "debian:trixie-slim", "sh", "-c", LISTING)
+    return listing(f"{deployment.project}-home-{user}")
+
+
+def fresh_clone_with(archive, name: str):
+    """A new clone of the deployment (no .env: the backup brings it) with the archive in backups/."""
+    deployment = harness.Deployment(name)
+    (deployment.dir / ".env").unlink(missing_ok=True)
+    (deployment.dir / "backups").mkdir()
+    shutil.copy(archive, deployment.dir / "backups/archive.tar")
+    return deployment
+
+
+def restore(deployment, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": deployment.project}
+    return harness.run("./labhub", "restore", "backups/archive.tar", *args, cwd=deployment.dir, check=False, env=env)
 
 
 def admin_command(deployment, *args) -> str:
@@ -54,6 +75,8 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
                                    "os.chmod('data/deep/random.bin', 0o600); 'ok'")
         for name in ("alice", "bob"):
             users[name].stop_server()
+        status = admin_command(deployment, "status").splitlines()
+        assert [line.split()[0] for line in status[-2:]] == ["carol", "1"], status
         token = users["alice"].api("POST", "/users/alice/tokens", json={"note": "backup test"}).json()["token"]
         before = {name: home_listing(deployment, name) for name in ("alice", "bob")}
 
@@ -90,16 +113,12 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         # Everything goes: containers, volumes (homes, hub state), the whole folder.
         deployment.destroy()
         assert not harness.docker("volume", "ls", "-q", "--filter", f"name={deployment.project}")
-        deployment = harness.Deployment("backup")
-        (deployment.dir / ".env").unlink(missing_ok=True)  # comes back from the backup
-        (deployment.dir / "backups").mkdir()
-        shutil.copy(tmp_path / "archive.tar", deployment.dir / "backups/archive.tar")
-        env = {**os.environ, "COMPOSE_PROJECT_NAME": deployment.project}
-        restored = harness.run("./labhub", "restore", "backups/archive.tar", cwd=deployment.dir, check=False, env=env)
+        deployment = fresh_clone_with(tmp_path / "archive.tar", "backup")
+        restored = restore(deployment)
         assert restored.returncode == 0 and "labhub restore: restored the backup" in restored.stdout, restored.stdout
 
         assert {name: home_listing(deployment, name) for name in ("alice", "bob")} == before
-        again = harness.run("./labhub", "restore", "backups/archive.tar", cwd=deployment.dir, check=False, env=env)
+        again = restore(deployment)
         assert again.returncode == 1 and "would overwrite the hub database" in again.stdout, again.stdout
 
         assert deployment.up(check=False).returncode == 0
@@ -123,3 +142,46 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         assert count > 0 and bad == [], (count, bad)
     finally:
         deployment.destroy()
+
+
+def test_host_folder_homes_and_the_shared_folder_come_back(tmp_path):
+    """With LABHUB_HOME_ROOT and --shared: the host folders are deleted and restored as they were."""
+    roots = harness.WORK / f"{harness.NAMESPACE}backup-host-folders"
+    shutil.rmtree(roots, ignore_errors=True)
+    homes, shared = roots / "homes", roots / "shared"
+    homes.mkdir(parents=True, mode=0o711)
+    shared.mkdir(mode=0o2770)
+    os.chmod(shared, 0o2770)
+    deployment = harness.Deployment("backuphost")
+    try:
+        deployment.set_env(home_root=homes, shared_dir=shared)
+        assert deployment.up(check=False).returncode == 0
+        admin = harness.HubClient(deployment)
+        admin.login("admin", deployment.admin_password())
+        alice = harness.native_user(deployment, admin, "alice")
+        alice.start_server()
+        alice.write_file("notes.txt", "on the host\n")
+        alice.write_file("shared/team.txt", "for everyone\n")
+        alice.stop_server()
+        before = listing(str(homes)), listing(str(shared))
+
+        out = admin_command(deployment, "backup", "--shared", "--exclude", ".cache")
+        shutil.copy(deployment.dir / out.strip().splitlines()[-1].split()[2], tmp_path / "archive.tar")
+        deployment.destroy()
+        shutil.rmtree(roots)
+
+        deployment = fresh_clone_with(tmp_path / "archive.tar", "backuphost")
+        restored = restore(deployment)
+        assert restored.returncode == 0, restored.stdout
+        assert (listing(str(homes)), listing(str(shared))) == before
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o2770 and stat.S_IMODE(homes.stat().st_mode) == 0o711
+
+        assert deployment.up(check=False).returncode == 0
+        alice = harness.HubClient(deployment)
+        assert "/hub/login" not in alice.login("alice", "Lab-Notebook-2026").url
+        alice.start_server()
+        assert alice.read_file("notes.txt") == "on the host\n"
+        assert alice.read_file("shared/team.txt") == "for everyone\n"
+    finally:
+        deployment.destroy()
+        shutil.rmtree(roots, ignore_errors=True)

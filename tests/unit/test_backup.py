@@ -55,6 +55,7 @@ def test_backup_then_restore_onto_an_empty_site(lab, tmp_path):
     assert names[-1] == backup.MANIFEST
     assert {"hub/jupyterhub.sqlite", "hub/jupyterhub_cookie_secret", "site/.env", "site/secret/tls/tls.key"} <= set(names)
     assert "site/secret/README.md" not in names  # every clone has it
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600  # keys and passwords inside
 
     for path in (lab.data / "jupyterhub.sqlite", lab.data / "jupyterhub_cookie_secret", lab.site / ".env",
                  lab.site / "secret/tls/tls.key"):
