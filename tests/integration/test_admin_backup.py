@@ -63,6 +63,7 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
     deployment = harness.Deployment("backup")
     try:
         assert deployment.up(check=False).returncode == 0
+        assert admin_command(deployment, "check").strip().endswith("no problems found")  # its own ports are fine
         admin = harness.HubClient(deployment)
         admin.login("admin", deployment.admin_password())
         users = {name: harness.native_user(deployment, admin, name) for name in ("alice", "bob", "carol")}
