@@ -3,7 +3,7 @@ file and the fix. It runs the validation the start itself runs (settings, logins
 host folders, GPUs, user images), but collects every problem instead of stopping at the first;
 `labhub setup` and the hub run the same checks at each start.
 
-Grouped by what they need: settings and secret/ (the setup step refuses to start on these),
+Grouped by what they need: settings, logins and secret/ (the setup step refuses to start on these),
 the admin's copies of the templates, the Docker engine (the hub logs these at start), and the host's
 ports (the admin command only: a running LabHub holds its own).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, certs, gpu, images, resources, settings, storage
+from . import auth, gpu, images, resources, settings, storage
 from .settings import Settings, SettingError, fail
 from .stack import Stack
 
@@ -28,7 +28,7 @@ from .stack import Stack
 MIN_DOCKER_API = (1, 41)
 # Files in secret/ anyone may read; every other file there is a key or a password.
 PUBLIC_SECRETS = ("*.crt", "README.md")
-# What host-setup makes of the shared folder: setgid, group rwx, no access for others.
+# What the shared folder needs (host-setup makes it 2770): setgid, and rwx for its group.
 SHARED_DIR_MODE = 0o2770
 
 
@@ -86,12 +86,11 @@ def secret_permissions(secret_dir: Path) -> list[str]:
 
 
 def config(environ, secret_dir: Path) -> tuple[Settings | None, list[str]]:
-    """Problems a start refuses on, from the settings and secret/ alone: settings, logins,
-    certificates."""
+    """Problems a start refuses on, from the settings and secret/ alone: settings and logins.
+    (The setup step checks the certificate as it makes or takes it; check adds certs.problems.)"""
     s, problems = load_settings(environ)
     if s:
         problems += _collected(auth.check, s, secret_dir, environ)
-        problems += certs.problems(secret_dir, s)
     return s, problems
 
 

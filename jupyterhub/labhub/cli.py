@@ -69,6 +69,7 @@ def check(_args) -> None:
     s, problems = checks.config(os.environ, SECRET_DIR)
     problems += checks.secret_permissions(SECRET_DIR) + checks.site_files(SITE_DIR)
     if s:
+        problems += certs.problems(SECRET_DIR, s)
         engine, lab = _engine()
         problems += checks.engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s, os.environ)
     for problem in problems:

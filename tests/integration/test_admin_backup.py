@@ -39,9 +39,9 @@ def home_listing(deployment, user: str) -> str:
     return listing(f"{deployment.project}-home-{user}")
 
 
-def fresh_clone_with(archive, name: str):
+def fresh_clone_with(archive, name: str, ports):
     """A new clone of the deployment (no .env: the backup brings it) with the archive in backups/."""
-    deployment = harness.Deployment(name)
+    deployment = harness.Deployment(name, ports)
     (deployment.dir / ".env").unlink(missing_ok=True)
     (deployment.dir / "backups").mkdir()
     shutil.copy(archive, deployment.dir / "backups/archive.tar")
@@ -60,7 +60,7 @@ def admin_command(deployment, *args) -> str:
 
 
 def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
-    deployment = harness.Deployment("backup")
+    deployment = harness.Deployment("backup", harness.free_ports())  # beside the session's stack
     try:
         assert deployment.up(check=False).returncode == 0
         assert admin_command(deployment, "check").strip().endswith("no problems found")  # its own ports are fine
@@ -114,7 +114,7 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         # Everything goes: containers, volumes (homes, hub state), the whole folder.
         deployment.destroy()
         assert not harness.docker("volume", "ls", "-q", "--filter", f"name={deployment.project}")
-        deployment = fresh_clone_with(tmp_path / "archive.tar", "backup")
+        deployment = fresh_clone_with(tmp_path / "archive.tar", "backup", deployment.ports)
         restored = restore(deployment)
         assert restored.returncode == 0 and "labhub restore: restored the backup" in restored.stdout, restored.stdout
 
@@ -153,7 +153,7 @@ def test_host_folder_homes_and_the_shared_folder_come_back(tmp_path):
     homes.mkdir(parents=True, mode=0o711)
     shared.mkdir(mode=0o2770)
     os.chmod(shared, 0o2770)
-    deployment = harness.Deployment("backuphost")
+    deployment = harness.Deployment("backuphost", harness.free_ports())
     try:
         deployment.set_env(home_root=homes, shared_dir=shared)
         assert deployment.up(check=False).returncode == 0
@@ -171,7 +171,7 @@ def test_host_folder_homes_and_the_shared_folder_come_back(tmp_path):
         deployment.destroy()
         shutil.rmtree(roots)
 
-        deployment = fresh_clone_with(tmp_path / "archive.tar", "backuphost")
+        deployment = fresh_clone_with(tmp_path / "archive.tar", "backuphost", deployment.ports)
         restored = restore(deployment)
         assert restored.returncode == 0, restored.stdout
         assert (listing(str(homes)), listing(str(shared))) == before

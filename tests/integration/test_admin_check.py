@@ -16,17 +16,10 @@ from cryptography.x509.oid import NameOID
 import harness
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site():
-    deployment = harness.Deployment("check")
     # Ports nobody holds: the check tests the host's ports too.
-    deployment.base_settings = {"http_port": free_port(), "https_port": free_port()}
+    deployment = harness.Deployment("check", ports=harness.free_ports())
     try:
         yield deployment
     finally:

@@ -15,11 +15,10 @@ def init(deployment, *args) -> str:
 
 
 def test_init_writes_a_site_that_starts():
-    deployment = harness.Deployment("init")
+    deployment = harness.Deployment("init", harness.free_ports())  # beside the session's stack
     try:
         (deployment.dir / ".env").unlink(missing_ok=True)  # a fresh clone
-        ports = [f"--set={name}={value}" for name, value in
-                 (("HTTP_PORT", harness.HTTP_PORT), ("HTTPS_PORT", harness.HTTPS_PORT))]
+        ports = [f"--set={name}={value}" for name, value in zip(("HTTP_PORT", "HTTPS_PORT"), deployment.ports)]
         out = init(deployment, "--auth", "shared-password", "--shared-password", "a-trial-password",
                    "--admin-users", "admin,boss", "--set", "IDLE_TIMEOUT=600", *ports)
         assert "labhub init: wrote .env" in out and "labhub init: wrote secret/shared-password" in out, out

@@ -26,7 +26,7 @@ def upgrade(deployment) -> str:
 def test_upgrade_from_jupyterhub_5_keeps_users_and_servers():
     harness.docker("build", "--quiet", "-f", str(harness.REPO / "tests/peers/jupyterhub5/Dockerfile"),
                    "-t", OLD_HUB_IMAGE, str(harness.REPO))
-    deployment = harness.Deployment("upgrade")
+    deployment = harness.Deployment("upgrade", harness.free_ports())  # beside the session's stack
     try:
         # The hub-data volume as compose makes it, holding a JupyterHub 5 database with a user and token.
         deployment.compose("run", "--rm", "-T", "admin", "--help")
