@@ -34,14 +34,15 @@ def setup(_args) -> None:
     # Everything that can be wrong is checked before anything is made: the problems, one line each.
     s, problems = checks.config(os.environ, SECRET_DIR)
     _refuse(problems)
-    for problem in checks.secret_permissions(SECRET_DIR):
-        print(f"labhub setup: warning: {problem}")
     for line in certs.ensure_certificate(SECRET_DIR, s):
         print(f"labhub setup: {line}")
     if auth.needs_admin_passwords(s):
         for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
             print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
     print(f"labhub setup: login method {s.auth}")
+    # Last, so that a refusal above stays the one line in the log.
+    for problem in checks.secret_permissions(SECRET_DIR):
+        print(f"labhub setup: warning: {problem}")
 
 
 def proxy_config(_args) -> None:
