@@ -64,6 +64,7 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
     try:
         assert deployment.up(check=False).returncode == 0
         assert admin_command(deployment, "check").strip().endswith("no problems found")  # its own ports are fine
+        assert "labhub check:" not in deployment.service_log("hub")
         admin = harness.HubClient(deployment)
         admin.login("admin", deployment.admin_password())
         users = {name: harness.native_user(deployment, admin, name) for name in ("alice", "bob", "carol")}
@@ -151,12 +152,14 @@ def test_host_folder_homes_and_the_shared_folder_come_back(tmp_path):
     shutil.rmtree(roots, ignore_errors=True)
     homes, shared = roots / "homes", roots / "shared"
     homes.mkdir(parents=True, mode=0o711)
-    shared.mkdir(mode=0o2770)
-    os.chmod(shared, 0o2770)
+    shared.mkdir(mode=0o750)
     deployment = harness.Deployment("backuphost", harness.free_ports())
     try:
         deployment.set_env(home_root=homes, shared_dir=shared)
         assert deployment.up(check=False).returncode == 0
+        # The hub runs check's engine checks at start and logs what they find.
+        assert f"labhub check: LABHUB_SHARED_DIR: {shared} has mode 750" in deployment.service_log("hub")
+        os.chmod(shared, 0o2770)
         admin = harness.HubClient(deployment)
         admin.login("admin", deployment.admin_password())
         alice = harness.native_user(deployment, admin, "alice")
