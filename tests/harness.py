@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -25,6 +26,14 @@ NAMESPACE = os.environ.get("LABHUB_TEST_NAMESPACE", "")
 HTTP_PORT, HTTPS_PORT = (int(p) for p in os.environ.get("LABHUB_TEST_PORTS", "80,443").split(","))
 
 
+def free_ports() -> tuple[int, int]:
+    """Two host ports nobody holds now: for a deployment that runs beside the session's stack."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("0.0.0.0", 0))
+        b.bind(("0.0.0.0", 0))
+        return a.getsockname()[1], b.getsockname()[1]
+
+
 def run(*cmd, cwd=None, check=True, timeout=900, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, check=check, timeout=timeout, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -38,13 +47,13 @@ class Deployment:
     """A copy of the repository's files in its own folder with its own compose project name,
     like an admin's fresh clone: its own secret/, .env and state."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, ports: tuple[int, int] = (HTTP_PORT, HTTPS_PORT)):
         self.project = NAMESPACE + name
         self.dir = WORK / self.project
-        self.url = "https://localhost" + ("" if HTTPS_PORT == 443 else f":{HTTPS_PORT}")
-        self.http_url = "http://localhost" + ("" if HTTP_PORT == 80 else f":{HTTP_PORT}")
-        self.base_settings = {} if (HTTP_PORT, HTTPS_PORT) == (80, 443) else \
-            {"http_port": HTTP_PORT, "https_port": HTTPS_PORT}
+        self.ports = http_port, https_port = ports
+        self.url = "https://localhost" + ("" if https_port == 443 else f":{https_port}")
+        self.http_url = "http://localhost" + ("" if http_port == 80 else f":{http_port}")
+        self.base_settings = {} if ports == (80, 443) else {"http_port": http_port, "https_port": https_port}
         if self.dir.exists():
             self.destroy()
         files = run("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split()

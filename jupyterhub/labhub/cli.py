@@ -1,14 +1,18 @@
-"""The `labhub` command: steps that run before or as the hub."""
+"""The `labhub` command: steps that run before or as the hub, and the admin's commands (run them
+on the host with ./labhub, which runs this in the hub image)."""
 
 import argparse
+import datetime
 import os
+import sys
 import tempfile
 from pathlib import Path
 
-from . import auth, certs, proxy, settings
-from .settings import CONTEXT_DIR, SECRET_DIR
+from . import auth, certs, checks, proxy, settings
+from .settings import CONTEXT_DIR, SECRET_DIR, SITE_DIR, SettingError
 
 CONFIG_FILE = "jupyterhub_config.py"
+BACKUPS = "backups"
 
 
 def config_file() -> str:
@@ -17,17 +21,28 @@ def config_file() -> str:
     return str(site if site.exists() else site.with_name(CONFIG_FILE + ".template"))
 
 
+def _refuse(problems: list[str]) -> None:
+    """Stops with one line per problem (each names the setting or file and the fix)."""
+    if problems:
+        for problem in problems:
+            print(f"labhub: error: {problem}", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def setup(_args) -> None:
     """One-shot compose step before the hub and the proxy start."""
-    # Everything that can be wrong is checked before anything is made, so a refusal is one line.
-    s = settings.load()
-    auth.check(s, SECRET_DIR, os.environ)
+    # Everything that can be wrong is checked before anything is made: the problems, one line each.
+    s, problems = checks.config(os.environ, SECRET_DIR)
+    _refuse(problems)
     for line in certs.ensure_certificate(SECRET_DIR, s):
         print(f"labhub setup: {line}")
     if auth.needs_admin_passwords(s):
         for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
             print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
     print(f"labhub setup: login method {s.auth}")
+    # Last, so that a refusal above stays the one line in the log.
+    for problem in checks.secret_permissions(SECRET_DIR):
+        print(f"labhub setup: warning: {problem}")
 
 
 def proxy_config(_args) -> None:
@@ -43,12 +58,106 @@ def hub(_args) -> None:
     os.execvp("jupyterhub", ["jupyterhub", "-f", str(link)])
 
 
+def _engine():
+    import docker  # only the commands that talk to the engine need it
+
+    from . import stack
+    engine = docker.from_env()
+    return engine, stack.own(engine)
+
+
+def check(_args) -> None:
+    s, problems = checks.config(os.environ, SECRET_DIR)
+    problems += checks.secret_permissions(SECRET_DIR) + checks.site_files(SITE_DIR)
+    if s:
+        problems += certs.problems(SECRET_DIR, s)
+        engine, lab = _engine()
+        problems += checks.engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s, os.environ)
+    for problem in problems:
+        print(problem)
+    print(f"labhub check: {len(problems)} problem(s)" if problems else "labhub check: no problems found")
+    raise SystemExit(1 if problems else 0)
+
+
+def _in_site(path: str) -> Path:
+    """A path the admin gave, relative to the LabHub folder (the only host folder mounted here)."""
+    resolved = (SITE_DIR / path).resolve()
+    if not resolved.is_relative_to(SITE_DIR):
+        raise SettingError(f"{path}: not inside the LabHub folder; give a path inside it, e.g. {BACKUPS}/")
+    return resolved
+
+
+def do_backup(args) -> None:
+    from . import backup
+    s = settings.load()
+    engine, lab = _engine()
+    archive = backup.backup(engine, lab, s, _in_site(args.output), args.shared, args.exclude)
+    print(f"labhub backup: {archive.relative_to(SITE_DIR)} ({archive.stat().st_size / 2**20:,.1f} MiB)")
+
+
+def do_restore(args) -> None:
+    from . import backup
+    engine, lab = _engine()
+    manifest = backup.restore(engine, lab, _in_site(args.archive), args.force)
+    print(f"labhub restore: {backup.restore_summary(manifest)}; start with `docker compose up -d`")
+
+
+def do_status(_args) -> None:
+    from . import status
+    engine, lab = _engine()
+    print(status.table(status.servers(engine, lab), datetime.datetime.now(datetime.timezone.utc)))
+
+
+def do_upgrade(args) -> None:
+    from . import upgrade
+    s = settings.load()
+    engine, lab = _engine()
+    upgrade.upgrade(engine, lab, s, _in_site(args.output))
+
+
+def do_init(args) -> None:
+    from . import init
+    for line in init.run(args, SITE_DIR):
+        print(f"labhub init: {line}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="labhub", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="command")
-    commands.add_parser("setup", help="check settings, make the certificate and admin passwords").set_defaults(run=setup)
-    commands.add_parser("proxy-config", help="publish Traefik's configuration and certificate, and keep them current").set_defaults(run=proxy_config)
-    commands.add_parser("hub", help="run JupyterHub with the site's config").set_defaults(run=hub)
+
+    def command(name: str, run, help: str, description: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description or help)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("setup", setup, "check settings, make the certificate and admin passwords (compose runs it)")
+    command("proxy-config", proxy_config, "publish Traefik's configuration and certificate, and keep them current (compose runs it)")
+    command("hub", hub, "run JupyterHub with the site's config (compose runs it)")
+    command("check", check, "find everything wrong before a start: one line per problem with its fix",
+            "Checks settings, logins, certificates, secret/ permissions, the admin's config copies, host "
+            "folders, GPUs, user images and host ports. Exits 1 if anything is wrong.")
+    sub = command("backup", do_backup, "back up the hub database, secrets, site files and every home into one archive",
+                  "Writes backups/labhub-<project>-<date>.tar: the hub database (a consistent copy, the hub may "
+                  "keep running), cookie secret, .env, secret/, the admin's config copies, every user's home, "
+                  "with a manifest of checksums. Copy it off the machine.")
+    sub.add_argument("--output", default=BACKUPS, help=f"folder for the archive, inside the LabHub folder (default {BACKUPS}/)")
+    sub.add_argument("--shared", action="store_true", help="include the shared folder (LABHUB_SHARED_DIR)")
+    sub.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                     help="leave out files in homes matching PATTERN (as tar's --exclude, e.g. .cache or '*.tmp'); repeatable")
+    sub = command("restore", do_restore, "put a backup back, on a fresh clone or another machine",
+                  "Verifies every checksum first, then restores the hub database, secrets, site files and homes. "
+                  "The hub must be stopped; refuses to overwrite anything that exists unless --force.")
+    sub.add_argument("archive", help="the backup archive, inside the LabHub folder (e.g. backups/labhub-....tar)")
+    sub.add_argument("--force", action="store_true", help="overwrite what exists")
+    command("status", do_status, "list running user servers: image, uptime, CPU, memory, GPUs")
+    sub = command("upgrade", do_upgrade, "back up, then upgrade the hub database (./labhub upgrade also rebuilds "
+                  "the images first and restarts the hub after; user servers keep running)")
+    sub.add_argument("--output", default=BACKUPS, help=f"folder for the backup (default {BACKUPS}/)")
+    sub = command("init", do_init, "write .env and secret/ files for a new LabHub, asking or from options",
+                  "Asks for what is not given as an option (none is asked with --yes). Never overwrites a site "
+                  "file unless --force, and then keeps the old one as <file>.<date>.bak.")
+    from . import init
+    init.add_arguments(sub)
     args = parser.parse_args(argv)
     args.run(args)  # a SettingError exits with its one-line message
 

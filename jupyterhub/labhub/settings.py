@@ -17,6 +17,8 @@ PREFIX = "LABHUB_"
 CONTEXT_DIR = Path("/srv/jupyterhub/context")
 SECRET_DIR = Path("/srv/jupyterhub/secret")
 DATA_DIR = Path("/srv/jupyterhub/data")
+DATABASE = DATA_DIR / "jupyterhub.sqlite"
+SITE_DIR = Path("/srv/labhub")  # the whole LabHub folder, for the admin command only
 
 TLS_MODES = ("auto", "provided", "self-signed", "acme")
 ACME_CHALLENGES = ("http-01", "tls-alpn-01")
@@ -243,18 +245,21 @@ class _Reader:
         return int(value)
 
 
+def unknown(environ) -> list[str]:
+    """One line for each LABHUB_* variable that is no setting (a typo, or one from elsewhere)."""
+    return [f"{key}: unknown setting; use one of {', '.join(PREFIX + n for n in SETTINGS)} "
+            "or remove it (in .env, see .env.template)"
+            for key in sorted(environ) if key.startswith(PREFIX) and key[len(PREFIX):] not in SETTINGS]
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Reads and validates every LABHUB_* setting; raises SettingError on the first problem.
 
     This checks each value's form; whether the chosen login method has what it needs is
     labhub.auth.check's job."""
     environ = os.environ if environ is None else environ
-    for key in sorted(environ):
-        if key.startswith(PREFIX) and key[len(PREFIX):] not in SETTINGS:
-            raise SettingError(
-                f"{key}: unknown setting; use one of {', '.join(PREFIX + n for n in SETTINGS)} "
-                "or remove it (in .env, see .env.template)"
-            )
+    for problem in unknown(environ):
+        raise SettingError(problem)
     r = _Reader(environ)
 
     hostname = r.text("HOSTNAME").lower()

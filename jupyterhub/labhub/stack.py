@@ -36,6 +36,15 @@ class Stack:
         return f"{self.project}-home-{{username}}"
 
 
+def own(client: docker.DockerClient) -> Stack:
+    """The stack of the compose container this runs in (the hub, or the admin command)."""
+    me = client.containers.get(socket.gethostname())
+    context = next(m["Source"] for m in me.attrs["Mounts"] if m["Destination"] == str(CONTEXT_DIR))
+    return Stack(project=me.labels["com.docker.compose.project"],
+                 hub_alias=me.labels["com.docker.compose.service"],
+                 hub_image=me.image.id, context_dir=context)
+
+
 def join_users_network(client: docker.DockerClient) -> Stack:
     """Finds the hub's compose project and attaches the hub to the user servers' network.
 
@@ -43,11 +52,8 @@ def join_users_network(client: docker.DockerClient) -> Stack:
     (cleanup_servers = False), and a compose-managed network with servers still on it would make
     `docker compose down` fail.
     """
+    stack = own(client)
     hub = client.containers.get(socket.gethostname())
-    context = next(m["Source"] for m in hub.attrs["Mounts"] if m["Destination"] == str(CONTEXT_DIR))
-    stack = Stack(project=hub.labels["com.docker.compose.project"],
-                  hub_alias=hub.labels["com.docker.compose.service"],
-                  hub_image=hub.image.id, context_dir=context)
     try:
         network = client.networks.get(stack.users_network)
     except NotFound:

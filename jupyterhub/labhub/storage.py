@@ -10,6 +10,7 @@ sees the host's file system and never changes ownership of anything that exists.
 import asyncio
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -36,14 +37,20 @@ def host_folders(s: Settings) -> dict[str, str]:
     return folders
 
 
-def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -> dict[str, int]:
-    """Checks that each host folder exists and reads its group id, from a throwaway container."""
+@dataclass(frozen=True)
+class HostFolder:
+    gid: int
+    mode: int  # permission bits, setgid included
+
+
+def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -> dict[str, HostFolder]:
+    """Checks that each host folder exists and reads its group and mode, from a throwaway container."""
     folders = list(host_folders(s))
     if not folders:
         return {}
     mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
     try:
-        out = engine.containers.run(stack.hub_image, ["stat", "-c", "%g", *(m["Target"] for m in mounts)],
+        out = engine.containers.run(stack.hub_image, ["stat", "-c", "%g %a", *(m["Target"] for m in mounts)],
                                     mounts=mounts, network_mode="none", remove=True)
     except APIError as e:
         missing = next((path for path in folders if path in str(e)), None)
@@ -51,7 +58,8 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -
             raise
         raise fail(host_folders(s)[missing], f"host folder {missing} does not exist",
                    "create it (see README, Storage) or change the setting") from None
-    return dict(zip(folders, map(int, out.split()), strict=True))
+    found = [HostFolder(int(gid), int(mode, 8)) for gid, mode in map(str.split, out.decode().splitlines())]
+    return dict(zip(folders, found, strict=True))
 
 
 class UserIds:
@@ -81,7 +89,7 @@ def _make_folders(engine, stack: Stack, root: str, names: list[str], uid: int, g
 
 
 def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None:
-    groups = probe_host_folders(engine, stack, s)
+    folders = probe_host_folders(engine, stack, s)
     user_ids = UserIds(s.first_uid) if s.user_ids == "per-user" else None
 
     mounts = [_bind(m.host, m.container, m.read_only) for m in s.data_mounts]
@@ -93,7 +101,7 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
         mounts.append(_bind(s.shared_dir, SHARED_MOUNT))
         # Every user gets the shared folder's host group (as is, never a group made up in the
         # image); the folder's setgid bit and default ACL make what they create there the group's.
-        c.DockerSpawner.extra_host_config = {"group_add": [str(groups[s.shared_dir])]}
+        c.DockerSpawner.extra_host_config = {"group_add": [str(folders[s.shared_dir].gid)]}
     if s.cluster_dir:
         mounts.append(_bind(s.cluster_dir, s.cluster_dir, read_only=True))
         mounts.append(_bind(f"{s.cluster_dir}/{{username}}", f"{s.cluster_dir}/{{username}}"))

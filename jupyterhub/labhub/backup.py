@@ -1,0 +1,376 @@
+"""`labhub backup` and `labhub restore`: one tar archive holds everything a LabHub needs to come
+back on a fresh clone or another machine, and says what it holds and how to check it.
+
+    hub/            the hub-data volume: the user database (a consistent copy, made with SQLite's
+                    backup API while the hub serves), the cookie secret, user-ids.json
+    site/           .env, secret/, the admin's copies of the templates
+    homes/<user>/   each user's home (Docker volumes or folders under LABHUB_HOME_ROOT)
+    shared/         the shared folder (with --shared)
+    manifest.json   last: what was backed up, when, and every file's size and SHA-256
+
+Homes are read and written by a short-lived helper container that mounts them (the admin command
+sees neither the volumes nor the host), with GNU tar, which copes with files changing while it
+reads. Restore checks every checksum before it writes anything.
+"""
+
+import datetime
+import hashlib
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+
+import docker
+
+from .settings import DATA_DIR, DATABASE, SITE_DIR, Settings, SettingError
+from .stack import Stack
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+# The admin's own files: git-ignored copies of the templates, settings and secrets.
+SITE_FILES = (".env", "jupyterhub/context/jupyterhub_config.py", "jupyterhub/context/bootstrap.sh",
+              "reverse-proxy/traefik.toml")
+SITE_TREES = ("secret",)
+SITE_IGNORED = ("secret/README.md",)  # shipped with every clone
+HELPER_ROOT = "/labhub-backup"
+
+
+class Progress:
+    """A bar on a terminal; elsewhere (logs, CI) a line every tenth of the way."""
+
+    def __init__(self, what: str, total: int, out=sys.stderr):
+        self.what, self.total, self.done, self.out = what, max(total, 1), 0, out
+        self.tty, self.shown = out.isatty(), 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        part = min(self.done / self.total, 1.0)
+        if self.tty:
+            bar = "#" * int(part * 30)
+            self.out.write(f"\r{self.what}: [{bar:<30}] {part:4.0%} {self.done / 2**20:,.1f} MiB")
+        elif int(part * 10) > self.shown:
+            self.shown = int(part * 10)
+            self.out.write(f"{self.what}: {part:.0%} ({self.done / 2**20:,.1f} MiB)\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+class _Hashing(io.RawIOBase):
+    """Reads through a stream, hashing and counting what passes."""
+
+    def __init__(self, stream, progress: Progress | None = None):
+        self.stream, self.progress, self.sha = stream, progress, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.sha.update(data)
+        if self.progress:
+            self.progress.add(len(data))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class _Chunks(io.RawIOBase):
+    """A file to read from an iterator of byte chunks (a Docker stream)."""
+
+    def __init__(self, chunks):
+        self.chunks, self.rest = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.rest:
+            self.rest = next(self.chunks, None)
+            if self.rest is None:
+                self.rest = b""
+                return 0
+        n = min(len(buffer), len(self.rest))
+        buffer[:n], self.rest = self.rest[:n], self.rest[n:]
+        return n
+
+
+def _areas(engine: docker.DockerClient, stack: Stack, s: Settings, shared: bool) -> tuple[list, list[str]]:
+    """Docker mounts placing each home (and the shared folder) under HELPER_ROOT, and the users."""
+    mounts, users = [], []
+    if s.home_root:
+        mounts.append(docker.types.Mount(f"{HELPER_ROOT}/homes", s.home_root, type="bind", read_only=True))
+    else:
+        prefix = stack.home_volume.removesuffix("{username}")
+        for volume in sorted(v.name for v in engine.volumes.list(filters={"name": prefix}) if v.name.startswith(prefix)):
+            users.append(volume.removeprefix(prefix))
+            mounts.append(docker.types.Mount(f"{HELPER_ROOT}/homes/{users[-1]}", volume, read_only=True))
+    if shared and s.shared_dir:
+        mounts.append(docker.types.Mount(f"{HELPER_ROOT}/shared", s.shared_dir, type="bind", read_only=True))
+    return mounts, users
+
+
+class _Writer:
+    """The archive being written, with a manifest entry for every file."""
+
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar, self.files = tar, {}
+
+    def add_stream(self, info: tarfile.TarInfo, stream, progress: Progress | None = None) -> None:
+        if info.isreg():
+            reader = _Hashing(stream, progress)
+            self.tar.addfile(info, io.BufferedReader(reader, 1 << 20))
+            self.files[info.name] = {"size": info.size, "sha256": reader.sha.hexdigest()}
+        else:
+            self.tar.addfile(info)
+
+    def add_path(self, path: Path, name: str) -> None:
+        info = self.tar.gettarinfo(str(path), name)
+        with path.open("rb") as f:
+            self.add_stream(info, f)
+
+    def add_tree(self, root: Path, name: str, skip: tuple[str, ...] = ()) -> None:
+        for path in sorted([root, *root.rglob("*")]):
+            rel = f"{name}/{path.relative_to(root)}".removesuffix("/.")
+            if rel in skip:
+                continue
+            if path.is_file() and not path.is_symlink():
+                self.add_path(path, rel)
+            elif path.is_dir() and not path.is_symlink():
+                self.tar.addfile(self.tar.gettarinfo(str(path), rel))
+
+
+def _database_copy(into: Path) -> Path | None:
+    """A consistent copy of the hub database, taken with SQLite's backup API (the hub may be
+    writing: the copy is one transaction's view)."""
+    if not DATABASE.exists():
+        return None
+    copy = into / DATABASE.name
+    src, dst = sqlite3.connect(DATABASE), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return copy
+
+
+def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path, shared: bool,
+           excludes: list[str]) -> Path:
+    """Writes the archive into the folder `output`; returns its path."""
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
+    partial = path.with_suffix(".tar.partial")
+    partial.touch(mode=0o600)  # it holds keys and passwords
+    mounts, users = _areas(engine, stack, s, shared)
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
+            tempfile.TemporaryDirectory() as tmp:
+        out = _Writer(tar)
+        database = _database_copy(Path(tmp))
+        if database:
+            out.add_path(database, f"hub/{DATABASE.name}")
+        for item in sorted(DATA_DIR.iterdir()) if DATA_DIR.exists() else []:
+            # Not the live database, its journal, or the copies `jupyterhub upgrade-db` keeps.
+            if item.is_file() and not item.name.startswith(DATABASE.name):
+                out.add_path(item, f"hub/{item.name}")
+        for rel in SITE_FILES:
+            if (SITE_DIR / rel).is_file():
+                out.add_path(SITE_DIR / rel, f"site/{rel}")
+        for rel in SITE_TREES:
+            if (SITE_DIR / rel).is_dir():
+                out.add_tree(SITE_DIR / rel, f"site/{rel}", skip=tuple(f"site/{n}" for n in SITE_IGNORED))
+        if mounts:
+            _copy_homes(engine, stack, mounts, excludes, out)
+        manifest = {
+            "format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "project": stack.project, "jupyterhub": importlib.metadata.version("jupyterhub"),
+            "homes": s.home_root or "volumes", "users": users,
+            "shared": s.shared_dir if shared and s.shared_dir else "", "excludes": excludes, "files": out.files,
+        }
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(data), int(datetime.datetime.now().timestamp())
+        tar.addfile(info, io.BytesIO(data))
+    os.replace(partial, path)
+    return path
+
+
+def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer) -> None:
+    helper = engine.containers.run(stack.hub_image, ["sleep", "infinity"], entrypoint=[], mounts=mounts,
+                                   network_mode="none", detach=True, labels={"org.labhub.helper": "backup"})
+    try:
+        areas = sorted({m["Target"].removeprefix(HELPER_ROOT + "/").split("/")[0] for m in mounts})
+        sizes = helper.exec_run(["du", "-sbc", *areas], workdir=HELPER_ROOT).output.decode().split()
+        progress = Progress("homes" + (" and shared folder" if "shared" in areas else ""), int(sizes[-2]))
+        command = ["tar", "-C", HELPER_ROOT, "-cf", "-", "--numeric-owner", "--warning=no-file-changed",
+                   *(f"--exclude={pattern}" for pattern in excludes), *areas]
+        stream = helper.exec_run(command, stream=True, demux=True).output
+        errors = []
+
+        def stdout():
+            for chunk, err in stream:
+                if err:
+                    errors.append(err.decode(errors="replace"))
+                if chunk:
+                    yield chunk
+
+        with tarfile.open(fileobj=io.BufferedReader(_Chunks(stdout()), 1 << 20), mode="r|") as homes:
+            for member in homes:
+                out.add_stream(member, homes.extractfile(member) if member.isreg() else None, progress)
+        progress.close()
+        if errors:
+            sys.stderr.write("".join(errors))
+    finally:
+        helper.remove(force=True)
+
+
+# --- restore --------------------------------------------------------------------------------
+
+
+def verify(archive: Path) -> dict:
+    """Reads the whole archive; returns its manifest if every file is there with its checksum,
+    else raises SettingError naming the first damaged file."""
+    damaged = lambda what: SettingError(f"{archive.name}: {what}; nothing was restored (use another backup)")  # noqa: E731
+    seen = {}
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            manifest = json.load(tar.extractfile(MANIFEST))
+            total = sum(f["size"] for f in manifest["files"].values())
+            progress = Progress("checking", total)
+            for member in tar:
+                if member.isreg() and member.name in manifest["files"]:
+                    reader = _Hashing(tar.extractfile(member), progress)
+                    while reader.read(1 << 20):
+                        pass
+                    seen[member.name] = reader.sha.hexdigest()
+            progress.close()
+    except (OSError, tarfile.TarError, KeyError, ValueError) as error:
+        raise damaged(f"not a readable LabHub backup ({error})") from None
+    if manifest.get("format") != FORMAT:
+        raise damaged(f"backup format {manifest.get('format')}, this LabHub reads {FORMAT}")
+    for name, entry in manifest["files"].items():
+        if name not in seen:
+            raise damaged(f"{name} is missing")
+        if seen[name] != entry["sha256"]:
+            raise damaged(f"{name} does not match its checksum")
+    return manifest
+
+
+def _home_volume(stack: Stack, user: str) -> str:
+    return stack.home_volume.replace("{username}", user)
+
+
+def occupied(engine: docker.DockerClient, stack: Stack, manifest: dict) -> list[str]:
+    """What a restore would overwrite."""
+    found = []
+    if DATABASE.exists():
+        found.append(f"the hub database (volume {stack.project}_hub-data)")
+    for name in manifest["files"]:
+        rel = name.removeprefix("site/")
+        if name.startswith("site/") and (SITE_DIR / rel).exists():
+            found.append(rel)
+    existing = {v.name for v in engine.volumes.list()}
+    found += [f"volume {_home_volume(stack, u)}" for u in manifest["users"] if _home_volume(stack, u) in existing]
+    return found
+
+
+def _members(archive: Path, area: str, into: str):
+    """A tar stream (chunks) of the archive's members under area/, named under into/."""
+    read, write = os.pipe()
+
+    def produce():
+        with tarfile.open(archive, "r:") as tar, os.fdopen(write, "wb") as sink, \
+                tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out:
+            for member in tar:
+                if member.name == area or member.name.startswith(area + "/"):
+                    member.name = into + member.name.removeprefix(area)
+                    out.addfile(member, tar.extractfile(member) if member.isreg() else None)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    with os.fdopen(read, "rb") as source:
+        while chunk := source.read(1 << 20):
+            yield chunk
+    thread.join()
+
+
+def restore(engine: docker.DockerClient, stack: Stack, archive: Path, force: bool) -> dict:
+    """Puts everything in the archive back; refuses to overwrite anything without force."""
+    hub = engine.containers.list(filters={"label": [f"com.docker.compose.project={stack.project}",
+                                                    "com.docker.compose.service=hub"]})
+    if hub:
+        raise SettingError("the hub is running; stop it first with `docker compose stop hub` (user servers may keep running)")
+    manifest = verify(archive)
+    if not force and (taken := occupied(engine, stack, manifest)):
+        raise SettingError(f"would overwrite {', '.join(taken)}; restore onto a fresh clone, "
+                           "or add --force to replace them")
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            area, _, rel = member.name.partition("/")
+            target = {"site": SITE_DIR, "hub": DATA_DIR}.get(area)
+            if target is not None and rel and (member.isreg() or member.isdir()):
+                if member.isdir():
+                    (target / rel).mkdir(parents=True, exist_ok=True)
+                    os.chmod(target / rel, member.mode)
+                else:
+                    _restore_file(tar, member, target / rel)
+    if manifest["users"] or manifest["homes"] != "volumes":
+        _restore_area(engine, stack, archive, "homes", manifest)
+    if manifest["shared"]:
+        _restore_area(engine, stack, archive, "shared", manifest)
+    return manifest
+
+
+def _restore_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".restoring")
+    with tar.extractfile(member) as source, open(tmp, "wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 20)
+    os.chown(tmp, member.uid, member.gid)
+    os.chmod(tmp, member.mode)
+    os.utime(tmp, (member.mtime, member.mtime))
+    os.replace(tmp, path)
+
+
+def _restore_area(engine, stack: Stack, archive: Path, area: str, manifest: dict) -> None:
+    """Unpacks homes/ or shared/ into their volumes or host folders, through a helper container.
+    Volumes are made by mounting them; a host folder is made (by Docker) if it is missing."""
+    volumes = {}
+    if area == "shared":
+        volumes[manifest["shared"]] = {"bind": f"{HELPER_ROOT}/shared", "mode": "rw"}
+    elif manifest["homes"] != "volumes":
+        volumes[manifest["homes"]] = {"bind": f"{HELPER_ROOT}/homes", "mode": "rw"}
+    else:
+        for user in manifest["users"]:
+            volumes[_home_volume(stack, user)] = {"bind": f"{HELPER_ROOT}/homes/{user}", "mode": "rw"}
+    size = sum(f["size"] for name, f in manifest["files"].items() if name.startswith(area + "/"))
+    helper = engine.containers.create(stack.hub_image, ["true"], entrypoint=[], volumes=volumes,
+                                      network_mode="none", labels={"org.labhub.helper": "restore"})
+    try:
+        progress = Progress(area, size)
+
+        def counted():
+            for chunk in _members(archive, area, area):
+                progress.add(len(chunk))
+                yield chunk
+
+        if not helper.put_archive(HELPER_ROOT, counted()):
+            raise SettingError(f"Docker refused to unpack {area}/ of {archive.name}")
+        progress.close()
+    finally:
+        helper.remove(force=True)
+
+
+def restore_summary(manifest: dict) -> str:
+    users = ", ".join(manifest["users"]) or ("those under " + manifest["homes"] if manifest["homes"] != "volumes" else "none")
+    return (f"restored the backup of {manifest['created']}: {len(manifest['files'])} files; homes of {users}"
+            + (f"; shared folder {manifest['shared']}" if manifest["shared"] else ""))
+

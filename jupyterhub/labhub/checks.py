@@ -1,0 +1,173 @@
+"""`labhub check`: everything wrong with a deployment, one line per problem naming the setting or
+file and the fix. It runs the validation the start itself runs (settings, logins, certificates,
+host folders, GPUs, user images), but collects every problem instead of stopping at the first;
+`labhub setup` and the hub run the same checks at each start.
+
+Grouped by what they need: settings, logins and secret/ (the setup step refuses to start on these),
+the admin's copies of the templates, the Docker engine (the hub logs these at start), and the host's
+ports (the admin command only: a running LabHub holds its own).
+"""
+
+import ast
+import fnmatch
+import importlib.metadata
+import stat
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+from docker.errors import APIError
+
+from . import auth, gpu, images, resources, settings, storage
+from .settings import Settings, SettingError, fail
+from .stack import Stack
+
+# Docker Engine 20.10 speaks API 1.41: GPU device requests, the mount options and the compose
+# features (long env_file syntax, service_completed_successfully) the stack uses need it.
+MIN_DOCKER_API = (1, 41)
+# Files in secret/ anyone may read; every other file there is a key or a password.
+PUBLIC_SECRETS = ("*.crt", "README.md")
+# What the shared folder needs (host-setup makes it 2770): setgid, and rwx for its group.
+SHARED_DIR_MODE = 0o2770
+
+
+def _collected(check, *args) -> list[str]:
+    try:
+        check(*args)
+    except SettingError as error:
+        return [str(error)]
+    return []
+
+
+def load_settings(environ) -> tuple[Settings | None, list[str]]:
+    """The settings (None when they cannot be read) and every problem with them."""
+    problems = settings.unknown(environ)
+    known = {k: v for k, v in environ.items() if not (k.startswith(settings.PREFIX) and
+                                                     k.removeprefix(settings.PREFIX) not in settings.SETTINGS)}
+    try:
+        return settings.load(known), problems
+    except SettingError as error:
+        return None, [*problems, str(error)]
+
+
+def site_files(site_dir: Path) -> list[str]:
+    """The admin's copies of the templates must at least parse."""
+    problems = []
+    hub_config = site_dir / "jupyterhub/context/jupyterhub_config.py"
+    if hub_config.exists():
+        try:
+            ast.parse(hub_config.read_bytes(), str(hub_config))
+        except SyntaxError as error:
+            problems.append(f"jupyterhub/context/jupyterhub_config.py: line {error.lineno}: {error.msg}; fix it, "
+                            "or remove the file to use jupyterhub_config.py.template")
+    traefik = site_dir / "reverse-proxy/traefik.toml"
+    if traefik.exists():
+        try:
+            tomllib.loads(traefik.read_text())
+        except tomllib.TOMLDecodeError as error:
+            problems.append(f"reverse-proxy/traefik.toml: {error}; fix it, "
+                            "or remove the file to use traefik.toml.template")
+    return problems
+
+
+def secret_permissions(secret_dir: Path) -> list[str]:
+    """Keys and passwords in secret/ readable by the owner only; secret/ writable by the owner only."""
+    problems = []
+    if secret_dir.exists() and secret_dir.stat().st_mode & 0o022:
+        problems.append("secret/: others may write in it; run `chmod go-w secret`")
+    for path in sorted(secret_dir.rglob("*")):
+        shown = "secret/" + str(path.relative_to(secret_dir))
+        if path.is_file() and not any(fnmatch.fnmatch(path.name, p) for p in PUBLIC_SECRETS) \
+                and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            problems.append(f"{shown}: readable by others ({stat.filemode(path.stat().st_mode)}), "
+                            f"yet it holds a key or password; run `chmod 600 {shown}`")
+    return problems
+
+
+def config(environ, secret_dir: Path) -> tuple[Settings | None, list[str]]:
+    """Problems a start refuses on, from the settings and secret/ alone: settings and logins.
+    (The setup step checks the certificate as it makes or takes it; check adds certs.problems.)"""
+    s, problems = load_settings(environ)
+    if s:
+        problems += _collected(auth.check, s, secret_dir, environ)
+    return s, problems
+
+
+def _api_version(engine: docker.DockerClient) -> tuple[int, ...]:
+    return tuple(int(part) for part in engine.version()["ApiVersion"].split("."))
+
+
+def flavor_versions(engine: docker.DockerClient) -> dict[str, str]:
+    """image -> the jupyterhub version installed in it, for every built flavor (looked at all at
+    once: each look starts a container)."""
+    script = "import importlib.metadata as m; print(m.version('jupyterhub'))"
+
+    def version(ref: str) -> str:
+        try:
+            return engine.containers.run(ref, ["python3", "-c", script], entrypoint=[], network_mode="none",
+                                         remove=True).decode().strip()
+        except docker.errors.DockerException:
+            return "none"
+
+    refs = [flavor.ref for flavor in images.built_flavors(engine).values()]
+    with ThreadPoolExecutor() as pool:
+        return dict(zip(refs, pool.map(version, refs)))
+
+
+def engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+    """What the Docker engine must offer: its API version, the host folders, GPUs, user images."""
+    problems = []
+    have, need = _api_version(engine), MIN_DOCKER_API
+    if have < need:
+        problems.append(f"Docker engine: API {'.'.join(map(str, have))} is older than {'.'.join(map(str, need))} "
+                        "(Docker Engine 20.10), which LabHub needs; upgrade Docker")
+        return problems
+    try:
+        folders = storage.probe_host_folders(engine, stack, s)
+    except SettingError as error:
+        problems.append(str(error))
+    else:
+        shared = folders.get(s.shared_dir)
+        if shared and shared.mode & SHARED_DIR_MODE != SHARED_DIR_MODE:
+            problems.append(str(fail("SHARED_DIR", f"{s.shared_dir} has mode {shared.mode:o}, not setgid and "
+                                                   "group-writable, so users could not edit each other's files",
+                                     f"run `sudo ./host-setup shared-folder {s.shared_dir} <group>`")))
+    try:
+        devices = gpu.available(engine, stack, s)
+    except SettingError as error:
+        problems.append(str(error))
+    else:
+        if devices and s.gpus_per_server.isdigit() and int(s.gpus_per_server) > len(devices):
+            problems.append(str(fail("GPUS_PER_SERVER", f"{s.gpus_per_server} GPUs per server, but the engine "
+                                                        f"offers {len(devices)}", f"set it to {len(devices)} or less")))
+    mem, cpus = resources.site_limits(engine, s)
+    problems += _collected(images.Catalog, engine, False, mem, cpus)
+    hub_version = importlib.metadata.version("jupyterhub")
+    for ref, version in flavor_versions(engine).items():
+        if version != hub_version:
+            problems.append(f"image {ref}: has jupyterhub {version}, the hub {hub_version}, so its servers may "
+                            "fail to start; rebuild it (see README, User images: the constraint on jupyterhub)")
+    return problems
+
+
+def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings, environ) -> list[str]:
+    """The host ports Traefik is to publish must be free, or be this LabHub's own."""
+    http_port = environ.get(settings.PREFIX + "HTTP_PORT") or settings.SETTINGS["HTTP_PORT"].default
+    ports = {"HTTP_PORT": int(http_port), "HTTPS_PORT": s.https_port}
+    ours = set()
+    for container in engine.containers.list(filters={"label": f"com.docker.compose.project={stack.project}"}):
+        for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
+            ours.update(int(b["HostPort"]) for b in bindings or [])
+    # Binding is the only sure test; it has to happen in the host's network namespace.
+    script = ("import socket,sys\nfor p in sys.argv[1:]:\n s=socket.socket()\n"
+              " s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+              " try: s.bind(('0.0.0.0',int(p)))\n except OSError: print(p)\n s.close()")
+    try:
+        taken = engine.containers.run(stack.hub_image, ["python3", "-c", script, *map(str, ports.values())],
+                                      network_mode="host", remove=True).decode().split()
+    except APIError as error:
+        return [f"Docker engine: cannot test the host's ports ({error.explanation}); check them by hand"]
+    return [str(fail(name, f"port {port} is already taken by another program",
+                     "stop that program, or set another port"))
+            for name, port in ports.items() if str(port) in taken and port not in ours]

@@ -1,0 +1,69 @@
+"""`labhub status`: the user servers running now, what each runs and uses."""
+
+import datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import docker
+
+from .gpu import ASSIGNED_LABEL
+from .stack import Stack
+
+
+@dataclass(frozen=True)
+class Server:
+    user: str  # as escaped in container names
+    name: str  # "" for the default server
+    image: str
+    started: datetime.datetime
+    cpu_percent: float
+    memory: int
+    memory_limit: int
+    gpus: str
+
+
+def _cpu_percent(stats: dict) -> float:
+    cpu, pre = stats["cpu_stats"], stats["precpu_stats"]
+    used = cpu["cpu_usage"]["total_usage"] - pre.get("cpu_usage", {}).get("total_usage", 0)
+    system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])
+    return 100.0 * used / system * cpus if system > 0 else 0.0
+
+
+def _gpus(container) -> str:
+    if ASSIGNED_LABEL in container.labels:
+        return container.labels[ASSIGNED_LABEL]
+    requests = container.attrs["HostConfig"].get("DeviceRequests") or []
+    return "all" if any(r.get("Count") == -1 for r in requests) else ""
+
+
+def _server(container, prefix: str) -> Server:
+    user, _, name = container.name.removeprefix(prefix).partition("--")
+    stats = container.stats(stream=False)  # one sample, against the engine's previous one
+    memory = stats.get("memory_stats", {})
+    started = datetime.datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
+    return Server(user=user, name=name, image=(container.image.tags or [container.image.short_id])[0],
+                  started=started, cpu_percent=_cpu_percent(stats), memory=memory.get("usage", 0),
+                  memory_limit=memory.get("limit", 0), gpus=_gpus(container))
+
+
+def servers(engine: docker.DockerClient, stack: Stack) -> list[Server]:
+    prefix = f"{stack.container_prefix}-"
+    running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
+    with ThreadPoolExecutor() as pool:  # each sample takes the engine about a second
+        return sorted(pool.map(lambda c: _server(c, prefix), running), key=lambda s: (s.user, s.name))
+
+
+def _duration(delta: datetime.timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    return f"{minutes // 1440}d {minutes // 60 % 24}h" if minutes >= 1440 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def table(found: list[Server], now: datetime.datetime) -> str:
+    rows = [("USER", "SERVER", "IMAGE", "UP", "CPU", "MEMORY", "GPU")]
+    for s in found:
+        rows.append((s.user, s.name or "-", s.image, _duration(now - s.started), f"{s.cpu_percent:.0f}%",
+                     f"{s.memory / 2**20:,.0f} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines + [f"{len(found)} server(s) running"])

@@ -1,0 +1,98 @@
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from labhub import checks, images, settings
+from labhub.stack import Stack
+
+STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
+
+
+class FakeImage:
+    def __init__(self, ref: str, flavor: str):
+        self.tags, self.labels = [ref], {images.FLAVOR_LABEL: flavor}
+
+
+class FakeEngine:
+    """What the engine checks ask of Docker: its version and info, images, and containers run."""
+
+    def __init__(self, api="1.41", flavors=None, versions=None):
+        self.api, self.flavors = api, flavors if flavors is not None else {"base": "labhub/jupyterlab-base:latest"}
+        self.versions = versions or {}
+        self.images = SimpleNamespace(list=lambda filters: [FakeImage(ref, f) for f, ref in self.flavors.items()])
+        self.containers = SimpleNamespace(run=self.run)
+
+    def version(self):
+        return {"ApiVersion": self.api}
+
+    def info(self):
+        return {"Runtimes": {"runc": {}}, "MemTotal": 8 * 2**30, "NCPU": 4}
+
+    def run(self, image, command, **kwargs):
+        return (self.versions.get(image, checks.importlib.metadata.version("jupyterhub")) + "\n").encode()
+
+
+def test_every_unknown_setting_is_its_own_line_and_the_rest_is_still_checked():
+    s, problems = checks.load_settings({"LABHUB_HOSTNAMES": "x", "LABHUB_AUTHS": "y", "LABHUB_AUTH": "ldap"})
+    assert s is not None and s.auth == "ldap"
+    assert [p.split(":")[0] for p in problems] == ["LABHUB_AUTHS", "LABHUB_HOSTNAMES"]
+
+
+def test_config_collects_setting_and_login_problems(tmp_path):
+    s, problems = checks.config({"LABHUB_TYPO": "1", "LABHUB_AUTH": "shared-password"}, tmp_path)
+    assert [p.split(":")[0] for p in problems] == ["LABHUB_TYPO", "secret/shared-password"]
+
+
+def test_secrets_readable_by_others_are_named_with_the_fix(tmp_path):
+    for name, mode in (("tls/tls.key", 0o644), ("tls/tls.crt", 0o644), ("oauth.env", 0o640), ("shared-password", 0o600)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+        os.chmod(tmp_path / name, mode)
+    os.chmod(tmp_path, 0o777)
+    problems = checks.secret_permissions(tmp_path)
+    assert problems[0] == "secret/: others may write in it; run `chmod go-w secret`"
+    assert [p.split(":")[0] for p in problems[1:]] == ["secret/oauth.env", "secret/tls/tls.key"]
+    assert problems[2].endswith("run `chmod 600 secret/tls/tls.key`")
+
+
+def test_admin_copies_of_the_templates_must_parse(tmp_path):
+    (tmp_path / "jupyterhub/context").mkdir(parents=True)
+    (tmp_path / "reverse-proxy").mkdir()
+    assert checks.site_files(tmp_path) == []
+    (tmp_path / "jupyterhub/context/jupyterhub_config.py").write_text("c = get_config()\n")
+    (tmp_path / "reverse-proxy/traefik.toml").write_text("[ping]\n")
+    assert checks.site_files(tmp_path) == []
+    (tmp_path / "jupyterhub/context/jupyterhub_config.py").write_text("if True\n")
+    assert checks.site_files(tmp_path)[0].startswith("jupyterhub/context/jupyterhub_config.py: line 1:")
+
+
+def test_an_engine_too_old_is_the_one_problem_named():
+    problems = checks.engine_problems(FakeEngine(api="1.40"), STACK, settings.load({}))
+    assert problems == ["Docker engine: API 1.40 is older than 1.41 (Docker Engine 20.10), which LabHub needs; upgrade Docker"]
+
+
+def test_a_good_engine_has_no_problems():
+    assert checks.engine_problems(FakeEngine(), STACK, settings.load({})) == []
+
+
+def test_a_user_image_with_another_jupyterhub_is_named():
+    engine = FakeEngine(flavors={"base": "labhub/jupyterlab-base:latest", "old": "lab/old:1"}, versions={"lab/old:1": "5.4.3"})
+    problems = checks.engine_problems(engine, STACK, settings.load({}))
+    assert len(problems) == 1 and problems[0].startswith("image lab/old:1: has jupyterhub 5.4.3, the hub ")
+    assert "rebuild it" in problems[0]
+
+
+def test_missing_default_image_is_named_with_the_build_command():
+    problems = checks.engine_problems(FakeEngine(flavors={}), STACK, settings.load({}))
+    assert len(problems) == 1 and "docker compose -f docker-compose.jlabs.yml build" in problems[0]
+
+
+@pytest.mark.parametrize("mode, ok", [(0o2770, True), (0o2775, True), (0o755, False), (0o770, False)])
+def test_shared_folder_needs_setgid_and_group_write(monkeypatch, mode, ok):
+    monkeypatch.setattr(checks.storage, "probe_host_folders",
+                        lambda engine, stack, s: {"/data/shared": checks.storage.HostFolder(1234, mode)})
+    problems = checks.engine_problems(FakeEngine(), STACK, settings.load({"LABHUB_SHARED_DIR": "/data/shared"}))
+    assert (problems == []) == ok
+    if not ok:
+        assert problems[0].startswith("LABHUB_SHARED_DIR: /data/shared has mode") and "./host-setup shared-folder" in problems[0]
