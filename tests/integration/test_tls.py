@@ -36,6 +36,7 @@ def refused(stack, **kw) -> ssl.SSLError:
     return e.value
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # offering them is the point
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_tls_1_0_and_1_1_are_refused(stack, version):
     assert refused(stack, version=version).reason == "TLSV1_ALERT_PROTOCOL_VERSION"
