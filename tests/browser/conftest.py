@@ -7,6 +7,7 @@ import hashlib
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -44,18 +45,45 @@ def new_page(browser, stack):
         context.close()
 
 
+def _network_changed(error: Exception) -> bool:
+    # Chromium drops requests in flight when the host's network interfaces change, which Docker
+    # does whenever it makes a network (each user server gets one): a person would just reload.
+    return "ERR_NETWORK_CHANGED" in str(error)
+
+
+def submit_form(page, path: str, fields: dict, button: str, attempts=3) -> None:
+    """Opens path, fills the form and submits it; again if Chromium dropped it (see above)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            page.goto(path)
+            for selector, value in fields.items():
+                page.fill(selector, value)
+            page.click(button)
+            page.wait_for_load_state()
+            if not page.url.startswith("chrome-error:"):
+                return
+        except PlaywrightError as error:
+            if not _network_changed(error) or attempt == attempts:
+                raise
+    raise AssertionError(f"{path}: the browser could not submit the form")
+
+
 def log_in(page, user, password):
-    page.goto("/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    submit_form(page, "/hub/login", {"#username_input": user, "#password_input": password}, "#login_submit")
 
 
-def open_lab(page, user):
+def open_lab(page, user, attempts=3):
     """After logging in: choose the default flavor on the spawn form (shown when more than one
     is built), then wait for JupyterLab."""
-    page.wait_for_url(lambda url: "/hub/spawn" in url or f"/user/{user}/" in url, timeout=120_000)
-    if "/hub/spawn/" in page.url or page.url.endswith("/hub/spawn"):
-        page.click("form#spawn_form [type=submit]")
-    page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
-    page.wait_for_selector(".jp-Launcher", timeout=120_000)
+    for attempt in range(1, attempts + 1):
+        try:
+            page.wait_for_url(lambda url: "/hub/spawn" in url or f"/user/{user}/" in url, timeout=120_000)
+            if "/hub/spawn/" in page.url or page.url.endswith("/hub/spawn"):
+                page.click("form#spawn_form [type=submit]")
+            page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+            page.wait_for_selector(".jp-Launcher", timeout=120_000)
+            return
+        except PlaywrightError as error:
+            if not _network_changed(error) or attempt == attempts:
+                raise
+            page.goto(f"/user/{user}/lab")  # where the spawn's progress page was taking us

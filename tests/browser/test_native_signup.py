@@ -1,17 +1,14 @@
 """Native logins in Chromium: sign up, wait for approval, get approved in the admin's UI, log in;
 weak passwords refused at signup; five wrong passwords lock the account."""
 
-from conftest import log_in, open_lab
+from conftest import log_in, open_lab, submit_form
 
 PASSWORD = "Gravity-Apple-1687"
 
 
 def sign_up(page, user, password):
-    page.goto("/hub/signup")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.fill("#password_confirmation_input", password)
-    page.click("#signup_submit")
+    submit_form(page, "/hub/signup", {"#username_input": user, "#password_input": password,
+                                      "#password_confirmation_input": password}, "#signup_submit")
     return page.locator(".alert").inner_text()
 
 
