@@ -7,12 +7,21 @@ The hub and its proxy reach each server at the server's address on that network.
 
 Each network gets a small subnet (a /29: gateway, hub and server) from LABHUB_USER_SUBNETS, so a
 lab is not limited by Docker's default address pools (about 30 networks per engine).
+
+With LABHUB_BLOCK_PRIVATE_NETWORKS=true, a server cannot reach private address ranges either (the
+lab's network, the host's addresses, a cloud's metadata address): just after the server's container
+starts, a short-lived helper joins its network namespace with NET_ADMIN and drops, in the
+namespace's own firewall, everything to those ranges but the hub and name lookups. The rules live
+and die with the container; the user, without capabilities, cannot change them; the host's own
+firewall is left alone. The container's start command waits until they are in force (a connection
+to its gateway is then refused locally), and gives up, not starting the server, after a minute.
 """
 
 import asyncio
 import ipaddress
 import logging
 import threading
+import time
 
 import docker
 from docker.errors import APIError, NotFound
@@ -25,6 +34,36 @@ from .stack import USERS_NETWORK_LABEL, Stack
 log = logging.getLogger("JupyterHub")
 SUBNET_PREFIX = 29
 HUB_PORT = 8081
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+# Run by the helper in the server's network namespace; HUB is the hub's address there.
+GUARD_RULES = f"""set -e
+iptables -w -A OUTPUT -o lo -j ACCEPT
+iptables -w -A OUTPUT -d "$HUB" -j ACCEPT
+iptables -w -A OUTPUT -p udp --dport 53 -j ACCEPT
+iptables -w -A OUTPUT -p tcp --dport 53 -j ACCEPT
+for range in {' '.join(PRIVATE_RANGES)}; do
+  iptables -w -A OUTPUT -d "$range" -p tcp -j REJECT --reject-with tcp-reset
+  iptables -w -A OUTPUT -d "$range" -j DROP
+done
+"""
+# The head of a server's start command (labhub.bootstrap): with LABHUB_GUARD_PROBE (its gateway)
+# set, nothing runs until a datagram there is refused with EPERM, which only a local DROP rule
+# gives (TCP connections are reset instead, so that they fail at once rather than hang).
+WAIT_FOR_GUARD = """
+if [ -n "${LABHUB_GUARD_PROBE:-}" ]; then
+  tries=0
+  until python3 -I -c 'import socket, sys
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
+except PermissionError:
+    sys.exit(0)
+sys.exit(1)' "$LABHUB_GUARD_PROBE"; do
+    tries=$((tries + 1))
+    [ $tries -lt 120 ] || { echo "labhub: private networks were not shut off; not starting" >&2; exit 1; }
+    sleep 0.5
+  done
+fi
+"""
 # Where the hub's proxy (configurable-http-proxy) takes orders: loopback only, never a network.
 PROXY_API_URL = "http://127.0.0.1:8001"
 
@@ -81,13 +120,40 @@ class ServerNetworks:
             else:
                 self._remove(network)
 
-    def create(self, name: str) -> None:
+    def create(self, name: str) -> tuple[str, str]:
+        """Makes the network (if missing) with the hub on it; returns the hub's and the gateway's
+        addresses there."""
         with self.lock:
             try:
                 network = self.engine.networks.get(name)
             except NotFound:
                 network = self._create(name)
             self._join(network)
+        network.reload()
+        hub_ip = network.attrs["Containers"][self.hub.id]["IPv4Address"].split("/")[0]
+        return hub_ip, network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def guard(self, container_name: str, hub_ip: str) -> None:
+        """Waits for the server's container to run, then shuts private ranges off inside it."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                container = self.engine.containers.get(container_name)
+                if container.status == "running":
+                    break
+            except NotFound:
+                pass
+            if time.monotonic() > deadline:
+                log.warning("Container %s did not start; private networks not shut off (it will not serve)",
+                            container_name)
+                return
+            time.sleep(0.2)
+        try:
+            self.engine.containers.run(self.stack.hub_image, ["sh", "-c", GUARD_RULES], environment={"HUB": hub_ip},
+                                       network_mode=f"container:{container.id}", cap_drop=["ALL"],
+                                       cap_add=["NET_ADMIN"], remove=True)
+        except docker.errors.DockerException as e:  # the server then refuses to start
+            log.error("Could not shut private networks off for %s: %s", container_name, e)
 
     def _create(self, name: str):
         # Another engine user (e.g. a second deployment) may take the same subnet between our
@@ -126,9 +192,16 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
     networks = ServerNetworks(engine, stack, s.user_subnets)
     networks.recover()
 
+    guards = set()  # running guard tasks (the event loop keeps only weak references)
+
     async def make_network(spawner):
         spawner.network_name = server_network(spawner)
-        await asyncio.to_thread(networks.create, spawner.network_name)
+        hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
+        if s.block_private_networks:
+            spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
+            task = asyncio.create_task(asyncio.to_thread(networks.guard, spawner.container_name, hub_ip))
+            guards.add(task)
+            task.add_done_callback(guards.discard)
 
     async def remove_network(spawner):
         await asyncio.to_thread(networks.remove, server_network(spawner))

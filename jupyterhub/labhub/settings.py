@@ -98,6 +98,7 @@ SETTINGS = {
     "GPUS_PER_SERVER": Setting("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own"),
     "GPU_SHARING": Setting("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free"),
     "SUDO_USERS": Setting("", "comma-separated user names who may use sudo in their server (needs USER_IDS=shared)"),
+    "BLOCK_PRIVATE_NETWORKS": Setting("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)"),
     "USER_SUBNETS": Setting("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each)"),
 }
 
@@ -155,6 +156,7 @@ class Settings:
     pids_limit: int
     sudo_users: tuple[str, ...]
     user_subnets: ipaddress.IPv4Network
+    block_private_networks: bool
 
     @property
     def public_url(self) -> str:
@@ -356,4 +358,5 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         pids_limit=r.number("PIDS_LIMIT", 64, 10**6),
         sudo_users=sudo_users,
         user_subnets=r.subnet("USER_SUBNETS", 28),
+        block_private_networks=r.flag("BLOCK_PRIVATE_NETWORKS"),
     )

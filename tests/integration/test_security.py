@@ -89,6 +89,8 @@ def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_u
     hub_api = "import json, os, urllib.request; print(repr(json.load(urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'] + '/'))))"
     assert "version" in in_container(a, hub_api)
     assert in_container(a, "import os; print(os.path.exists('/var/run/docker.sock'))") is False
+    # The user's own Jupyter config files are ignored (they could undo the hub's settings).
+    assert in_container(a, "import os; print(os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG'))") == 1
     # The outside world answers (the package index users pip install from).
     outside = "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)"
     assert in_container(a, outside) == 200
@@ -96,6 +98,8 @@ def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_u
 
 def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
     ann, bob = two_users
+    # API tokens live 30 days at most.
+    assert ann.api("POST", "/users/ann/tokens", json={"expires_in": 31 * 24 * 3600}).status_code == 400
     token = ann.api("POST", "/users/ann/tokens", json={"note": "test", "expires_in": 3600}).json()["token"]
     as_ann = requests.Session()
     as_ann.trust_env, as_ann.verify = False, stack.ca_file
@@ -193,10 +197,10 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
     with stack.configured(pids_limit="200", sudo_users="maint"):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        ann, bob, maint = (harness.native_user(stack, admin, name) for name in ("ann", "bob", "maint"))
-        for user in (ann, bob, maint):
+        fay, gus, maint = (harness.native_user(stack, admin, name) for name in ("fay", "gus", "maint"))
+        for user in (fay, gus, maint):
             user.start_server()
-        a = stack.user_container("ann")
+        a = stack.user_container("fay")
 
         seen = in_container(a, NO_ROOT)
         assert (seen["uid"], seen["caps"], seen["no_new_privs"]) == (1000, "0000000000000000", "1")
@@ -208,7 +212,7 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
                                         "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
         config = json.loads(harness.docker("inspect", "-f", "{{json .HostConfig}}", a))
         assert (config["Privileged"], config["Devices"] or [], config["PidsLimit"]) == (False, [], 200)
-        # A fork bomb in Ann's container: it hits the limit there, Bob and the hub carry on.
+        # A fork bomb in Fay's container: it hits the limit there, Gus and the hub carry on.
         harness.docker("exec", "-d", a, "sh", "-c", "bomb() { bomb | bomb & }; bomb")
         try:
             deadline = time.monotonic() + 60
@@ -216,8 +220,8 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
                 assert time.monotonic() < deadline, "the fork bomb never reached the limit"
             for _ in range(3):
                 start = time.monotonic()
-                assert bob.server_api("GET", "/status", timeout=20).status_code == 200
-                assert bob.api("GET", "/user", timeout=20).status_code == 200
+                assert gus.server_api("GET", "/status", timeout=20).status_code == 200
+                assert gus.api("GET", "/user", timeout=20).status_code == 200
                 assert time.monotonic() - start < 20
                 time.sleep(1)
             assert int(harness.docker("stats", "--no-stream", "--format", "{{.PIDs}}", a)) <= 200
@@ -237,3 +241,35 @@ def test_locked_account_stays_locked_across_a_hub_restart(stack, admin):
     stack.compose("restart", "hub")
     stack.up()
     assert "/hub/login" in harness.HubClient(stack).login("carol", "Lab-Notebook-2026").url
+
+
+DATAGRAM = """
+import socket, sys
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], int(sys.argv[2])))
+    print(repr("sent"))
+except OSError as e:
+    print(repr(e.strerror))
+"""
+
+
+def test_private_ranges_can_be_shut_off_for_servers(stack):
+    with stack.configured(block_private_networks="true"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        hal, ida = (harness.native_user(stack, admin, name) for name in ("hal", "ida"))
+        for user in (hal, ida):
+            user.start_server()
+        h, i = stack.user_container("hal"), stack.user_container("ida")
+        (network,) = json.loads(harness.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", h)).values()
+
+        # In force before the server started (its start command waited): a datagram to the host
+        # is stopped inside the container; only a local rule answers EPERM.
+        assert harness.docker("exec", h, "python3", "-c", DATAGRAM, network["Gateway"], "9") == "'Operation not permitted'"
+        assert harness.docker("exec", h, "python3", "-c", DATAGRAM, "169.254.169.254", "80") == "'Operation not permitted'"
+        # Private addresses are refused at once; the hub and the outside world still answer.
+        proxy_ip = next(iter(addresses(service_container(stack, "proxy")).values()))
+        targets = [("hub", 8081), (network["Gateway"], 22), (proxy_ip, 443), (next(iter(addresses(i).values())), 8888)]
+        assert list(probe(h, targets).values()) == ["open"] + ["Connection refused"] * 3
+        assert in_container(h, "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)") == 200
+        assert hal.execute(hal.start_kernel(), "1+1") == "2"
