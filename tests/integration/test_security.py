@@ -125,6 +125,18 @@ def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users)
     assert ann.http.post(stack.url + "/user/ann/api/kernels", json={"name": "python3"}).status_code == 403
 
 
+def test_running_servers_stay_reachable_when_the_hub_container_is_made_anew(stack, two_users):
+    """A new hub container (an upgrade, `docker compose down` and up) joins the running servers'
+    networks again."""
+    container = stack.user_container("ann")
+    stack.compose("up", "-d", "--wait", "--force-recreate", "hub")
+    again = harness.HubClient(stack)
+    again.login("ann", "Lab-Notebook-2026")
+    again.wait_ready()
+    assert stack.user_container("ann") == container
+    assert again.execute(again.start_kernel(), "6*7") == "42"
+
+
 def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
     bare = requests.Session()
     bare.trust_env, bare.verify = False, stack.ca_file
