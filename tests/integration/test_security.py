@@ -55,29 +55,29 @@ def in_container(container: str, code: str):
 def two_users(stack):
     admin = harness.HubClient(stack)
     admin.login("admin", stack.admin_password())
-    ann, bob = (harness.native_user(stack, admin, name) for name in ("ann", "bob"))
-    for user in (ann, bob):
+    alba, bruno = (harness.native_user(stack, admin, name) for name in ("alba", "bruno"))
+    for user in (alba, bruno):
         user.start_server()
-    yield ann, bob
-    for user in (ann, bob):
+    yield alba, bruno
+    for user in (alba, bruno):
         user.stop_server()
 
 
 def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_users):
-    ann, bob = two_users
-    a, b = stack.user_container("ann"), stack.user_container("bob")
+    alba, bruno = two_users
+    a, b = stack.user_container("alba"), stack.user_container("bruno")
     hub, proxy = service_container(stack, "hub"), service_container(stack, "proxy")
-    # Bob runs something of his own on an extra port, as a dask dashboard would.
+    # Bruno runs something of his own on an extra port, as a dask dashboard would.
     harness.docker("exec", "-d", b, "python3", "-m", "http.server", "9999")
     b_ip = next(iter(addresses(b).values()))
     others = [(b_ip, 8888), (b_ip, 9999)]
-    others += [(ip, port) for ip in addresses(proxy).values() for port in (80, 443, 8082)]
+    others += [(ip, port) for ip in addresses(proxy).values() for port in (80, 443, 8080, 8082)]
     others += [(ip, port) for ip in addresses(hub).values() for port in (8000, 8001)]
 
-    # Seen from the hub, all of Bob's ports answer: what Ann is refused below is really there.
+    # Seen from the hub, all of Bruno's ports answer: what Alba is refused below is really there.
     deadline = time.monotonic() + 20
     while probe(hub, [(b_ip, 9999)])[(b_ip, 9999)] != "open":
-        assert time.monotonic() < deadline, "bob's extra port never opened"
+        assert time.monotonic() < deadline, "bruno's extra port never opened"
         time.sleep(1)
     assert set(probe(hub, [(b_ip, 8888), (b_ip, 9999)]).values()) == {"open"}
 
@@ -85,7 +85,7 @@ def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_u
     assert seen.pop(("hub", 8081)) == "open"
     assert {target: result for target, result in seen.items() if result == "open"} == {}
 
-    # The hub API answers Ann's server with its own token; nothing of the engine is in reach.
+    # The hub API answers at the address the server was given; the Docker socket is nowhere.
     hub_api = "import json, os, urllib.request; print(repr(json.load(urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'] + '/'))))"
     assert "version" in in_container(a, hub_api)
     assert in_container(a, "import os; print(os.path.exists('/var/run/docker.sock'))") is False
@@ -97,43 +97,43 @@ def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_u
 
 
 def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
-    ann, bob = two_users
+    alba, bruno = two_users
     # API tokens live 30 days at most.
-    assert ann.api("POST", "/users/ann/tokens", json={"expires_in": 31 * 24 * 3600}).status_code == 400
-    token = ann.api("POST", "/users/ann/tokens", json={"note": "test", "expires_in": 3600}).json()["token"]
-    as_ann = requests.Session()
-    as_ann.trust_env, as_ann.verify = False, stack.ca_file
-    as_ann.headers["Authorization"] = f"token {token}"
+    assert alba.api("POST", "/users/alba/tokens", json={"expires_in": 31 * 24 * 3600}).status_code == 400
+    token = alba.api("POST", "/users/alba/tokens", json={"note": "test", "expires_in": 3600}).json()["token"]
+    as_alba = requests.Session()
+    as_alba.trust_env, as_alba.verify = False, stack.ca_file
+    as_alba.headers["Authorization"] = f"token {token}"
 
-    for session, headers in ((ann.http, ann.xsrf_headers()), (as_ann, {})):
-        assert session.get(stack.url + "/hub/api/users/bob", headers=headers).status_code in (403, 404)
-        assert session.post(stack.url + "/hub/api/users/bob/server", headers=headers).status_code in (403, 404)
-        assert session.delete(stack.url + "/hub/api/users/bob/server", headers=headers).status_code in (403, 404)
-        assert session.get(stack.url + "/user/bob/api/contents", headers=headers).status_code == 403
-    page = ann.http.get(stack.url + "/user/bob/lab")
+    for session, headers in ((alba.http, alba.xsrf_headers()), (as_alba, {})):
+        assert session.get(stack.url + "/hub/api/users/bruno", headers=headers).status_code in (403, 404)
+        assert session.post(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
+        assert session.delete(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
+        assert session.get(stack.url + "/user/bruno/api/contents", headers=headers).status_code == 403
+    page = alba.http.get(stack.url + "/user/bruno/lab")
     assert page.status_code == 403 and "JupyterLab" not in page.text
-    assert bob.server_api("GET", "/status").status_code == 200  # still running, still his
+    assert bruno.server_api("GET", "/status").status_code == 200  # still running, still his
 
     # A token in the URL is not a login, for the hub or for a server.
     bare = requests.Session()
     bare.trust_env, bare.verify = False, stack.ca_file
     assert bare.get(f"{stack.url}/hub/api/user?token={token}").status_code == 403
-    assert bare.get(f"{stack.url}/user/ann/api/contents?token={token}", allow_redirects=False).status_code in (302, 403)
+    assert bare.get(f"{stack.url}/user/alba/api/contents?token={token}", allow_redirects=False).status_code in (302, 403)
 
     # A cookie-authenticated POST without the XSRF token is refused, by the hub and by a server.
-    assert ann.http.post(stack.url + "/hub/api/users/ann/tokens", json={"note": "x"}).status_code == 403
-    assert ann.http.post(stack.url + "/user/ann/api/kernels", json={"name": "python3"}).status_code == 403
+    assert alba.http.post(stack.url + "/hub/api/users/alba/tokens", json={"note": "x"}).status_code == 403
+    assert alba.http.post(stack.url + "/user/alba/api/kernels", json={"name": "python3"}).status_code == 403
 
 
 def test_running_servers_stay_reachable_when_the_hub_container_is_made_anew(stack, two_users):
     """A new hub container (an upgrade, `docker compose down` and up) joins the running servers'
     networks again."""
-    container = stack.user_container("ann")
+    container = stack.user_container("alba")
     stack.compose("up", "-d", "--wait", "--force-recreate", "hub")
     again = harness.HubClient(stack)
-    again.login("ann", "Lab-Notebook-2026")
+    again.login("alba", "Lab-Notebook-2026")
     again.wait_ready()
-    assert stack.user_container("ann") == container
+    assert stack.user_container("alba") == container
     assert again.execute(again.start_kernel(), "6*7") == "42"
 
 
@@ -153,16 +153,18 @@ def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
 
 
 def test_secrets_are_private_and_never_logged(stack, admin):
-    (stack.secret / "ldap-password").write_text("an-ldap-secret\n")  # as an admin would: 0644
-    stack.up()  # setup runs again
-    assert "made secret/ldap-password readable by its owner only" in stack.service_log("setup")
-    for rel in ("ldap-password", "admin-passwords/admin", "labhub-ca.key", "tls/tls.key"):
-        assert stat.S_IMODE((stack.secret / rel).stat().st_mode) == 0o600, rel
+    extra = stack.secret / "smtp-password"  # a secret of the lab's own, written as an admin would: 0644
+    extra.write_text("an-smtp-secret-of-the-lab\n")
+    try:
+        stack.up()  # setup runs again
+        assert "made secret/smtp-password readable by its owner only" in stack.service_log("setup")
+        for rel in ("smtp-password", "admin-passwords/admin", "labhub-ca.key", "tls/tls.key"):
+            assert stat.S_IMODE((stack.secret / rel).stat().st_mode) == 0o600, rel
 
-    hub = service_container(stack, "hub")
-    cookie_secret = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
-    assert harness.docker("exec", hub, "stat", "-c", "%a", cookie_secret) == "600"
-    proxy_token = harness.docker("exec", hub, "python", "-c", """
+        hub = service_container(stack, "hub")
+        cookie_secret = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
+        assert harness.docker("exec", hub, "stat", "-c", "%a", cookie_secret) == "600"
+        proxy_token = harness.docker("exec", hub, "python", "-c", """
 import pathlib
 for p in pathlib.Path('/proc').glob('[0-9]*'):
     env = dict(v.split('=', 1) for v in (p / 'environ').read_text().split('\\0') if '=' in v)
@@ -170,16 +172,18 @@ for p in pathlib.Path('/proc').glob('[0-9]*'):
         print(env['CONFIGPROXY_AUTH_TOKEN'])
         break
 """)
-    secrets = {
-        "cookie secret": harness.docker("exec", hub, "cat", cookie_secret),
-        "proxy token": proxy_token,
-        "admin password": stack.admin_password(),
-        "ldap password": "an-ldap-secret",
-        "TLS key": (stack.secret / "tls/tls.key").read_text().splitlines()[1],
-    }
-    assert all(len(value) >= 14 for value in secrets.values()), secrets.keys()
-    logs = stack.compose("logs", "--no-color").stdout
-    assert [name for name, value in secrets.items() if value in logs] == []
+        secrets = {
+            "cookie secret": harness.docker("exec", hub, "cat", cookie_secret),
+            "proxy token": proxy_token,
+            "admin password": stack.admin_password(),
+            "the lab's own secret": "an-smtp-secret-of-the-lab",
+            "TLS key": (stack.secret / "tls/tls.key").read_text().splitlines()[1],
+        }
+        assert all(len(value) >= 14 for value in secrets.values()), secrets.keys()
+        logs = stack.compose("logs", "--no-color").stdout
+        assert [name for name, value in secrets.items() if value in logs] == []
+    finally:
+        extra.unlink()
 
 
 NO_ROOT = """
@@ -258,12 +262,12 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
 
 
 def test_locked_account_stays_locked_across_a_hub_restart(stack, admin):
-    harness.native_user(stack, admin, "carol")  # signed up, approved, logged in once
+    harness.native_user(stack, admin, "cleo")  # signed up, approved, logged in once
     for _ in range(5):
-        assert "/hub/login" in harness.HubClient(stack).login("carol", "wrong-password").url
+        assert "/hub/login" in harness.HubClient(stack).login("cleo", "wrong-password").url
     stack.compose("restart", "hub")
     stack.up()
-    assert "/hub/login" in harness.HubClient(stack).login("carol", "Lab-Notebook-2026").url
+    assert "/hub/login" in harness.HubClient(stack).login("cleo", "Lab-Notebook-2026").url
 
 
 DATAGRAM = """
