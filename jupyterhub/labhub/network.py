@@ -20,6 +20,7 @@ to its gateway is then refused locally), and gives up, not starting the server, 
 import asyncio
 import ipaddress
 import logging
+import socket
 import threading
 import time
 
@@ -95,7 +96,7 @@ class ServerNetworks:
 
     def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network):
         self.engine, self.stack, self.pool = engine, stack, pool
-        self.hub = engine.containers.get(stack.hub_id)
+        self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
         self.lock = threading.Lock()  # one subnet choice at a time
 
     def front_ip(self) -> str:

@@ -1,4 +1,4 @@
-"""Where the hub runs: its compose project, its container and image.
+"""Where the hub runs: its compose project and image.
 
 Everything here is derived from the hub container's own compose labels, so the project name (and
 with it every container, volume and network name) is written nowhere else.
@@ -18,7 +18,6 @@ USERS_NETWORK_LABEL = "org.labhub.users-network"
 @dataclass(frozen=True)
 class Stack:
     project: str
-    hub_id: str  # the hub's own container
     hub_alias: str  # the hub's compose service name: how user servers reach the hub API
     hub_image: str  # the hub's own image id, for short-lived helper containers
     context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
@@ -37,6 +36,6 @@ def own(client: docker.DockerClient) -> Stack:
     """The stack of the compose container this runs in (the hub, or the admin command)."""
     me = client.containers.get(socket.gethostname())
     context = next(m["Source"] for m in me.attrs["Mounts"] if m["Destination"] == str(CONTEXT_DIR))
-    return Stack(project=me.labels["com.docker.compose.project"], hub_id=me.id,
+    return Stack(project=me.labels["com.docker.compose.project"],
                  hub_alias=me.labels["com.docker.compose.service"],
                  hub_image=me.image.id, context_dir=context)

@@ -8,7 +8,7 @@ from labhub import network, settings
 from labhub.settings import SettingError
 from labhub.stack import Stack
 
-STACK = Stack(project="lab", hub_id="hubid", hub_alias="hub", hub_image="img", context_dir="/c")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="img", context_dir="/c")
 
 
 def net(text):
