@@ -69,9 +69,13 @@ fi
 PROXY_API_URL = "http://127.0.0.1:8001"
 
 
-def server_network(spawner) -> str:
-    """The network of one server: named after its container (user name as escaped)."""
-    return f"{spawner.container_name}-net"
+def server_network(stack: Stack, spawner) -> str:
+    """The network of one server, e.g. labhub_user-jo-2danne for container labhub-user-jo-2danne.
+
+    Docker gives a container with several networks its default route through the first network
+    by name: these names sort after the compose network's ({project}_default), so the hub keeps
+    its route there (its published port in hub-direct mode, its own connections out)."""
+    return f"{stack.project}_{spawner.container_name.removeprefix(stack.project + '-')}"
 
 
 def used_subnets(engine: docker.DockerClient) -> list[ipaddress.IPv4Network]:
@@ -196,7 +200,7 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
     guards = set()  # running guard tasks (the event loop keeps only weak references)
 
     async def make_network(spawner):
-        spawner.network_name = server_network(spawner)
+        spawner.network_name = server_network(stack, spawner)
         hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
         if s.block_private_networks:
             spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
@@ -205,7 +209,7 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
             task.add_done_callback(guards.discard)
 
     async def remove_network(spawner):
-        await asyncio.to_thread(networks.remove, server_network(spawner))
+        await asyncio.to_thread(networks.remove, server_network(stack, spawner))
 
     hooks.add_hook(c, "pre_spawn_hook", make_network)
     hooks.add_hook(c, "post_stop_hook", remove_network)

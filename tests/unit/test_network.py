@@ -30,9 +30,9 @@ def test_used_subnets_are_every_ipv4_subnet_on_the_engine():
     assert network.used_subnets(engine) == [net("172.18.0.0/16")]
 
 
-def test_a_servers_network_is_named_after_its_container():
-    assert network.server_network(SimpleNamespace(container_name="lab-user-jo-2danne--project")) == \
-        "lab-user-jo-2danne--project-net"
+def test_a_servers_network_is_named_after_its_container_and_sorts_after_the_compose_network():
+    name = network.server_network(STACK, SimpleNamespace(container_name="lab-user-jo-2danne--project"))
+    assert name == "lab_user-jo-2danne--project" and name > "lab_default"
 
 
 def test_proxy_api_on_loopback_and_its_public_side_where_traefik_is(monkeypatch):
