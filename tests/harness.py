@@ -136,7 +136,10 @@ class Deployment:
         volumes = docker("volume", "ls", "-q", "--filter", f"name=^{self.project}-home-", check=False).split()
         if volumes:
             docker("volume", "rm", "-f", *volumes, check=False)
-        docker("network", "rm", f"{self.project}-users", check=False)
+        networks = docker("network", "ls", "-q", "--filter", f"label=org.labhub.users-network={self.project}",
+                          check=False).split()
+        if networks:
+            docker("network", "rm", *networks, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

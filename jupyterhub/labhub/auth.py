@@ -15,6 +15,7 @@ import os
 import secrets
 import ssl
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 from jupyterhub.handlers import BaseHandler
@@ -22,13 +23,14 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from tornado import web
 
-from .settings import SECRET_DIR, Settings, SettingError, fail
+from .settings import DATA_DIR, SECRET_DIR, Settings, SettingError, fail
 
 ADMIN_PASSWORDS = "admin-passwords"
 SHARED_PASSWORD = "shared-password"
 OAUTH_ENV = "oauth.env"
 LDAP_PASSWORD = "ldap-password"
 LDAP_CA = "ldap-ca.crt"
+FAILED_LOGINS_FILE = DATA_DIR / "failed-logins.json"
 
 # NativeAuthenticator hardening: lock an account for 10 minutes after 5 wrong passwords;
 # passwords of at least 8 characters that are not on its list of common passwords.
@@ -100,17 +102,49 @@ class _LoginHandler(NativeLoginHandler):
         return super().render_template(name, **ns)
 
 
+class FailedLogins:
+    """NativeAuthenticator's count of failed logins per user, kept in the hub's state volume
+    (it keeps it in memory only), so restarting the hub does not unlock an account under attack."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict:
+        if not self.path.exists():
+            return {}
+        return {name: {"count": a["count"], "time": datetime.fromisoformat(a["time"])}
+                for name, a in json.loads(self.path.read_text()).items()}
+
+    def save(self, attempts: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({name: {"count": a["count"], "time": a["time"].isoformat()}
+                                   for name, a in attempts.items()}))
+        os.replace(tmp, self.path)
+
+
 class LabHubNativeAuthenticator(NativeAuthenticator):
-    """NativeAuthenticator whose admin accounts exist from the first start, so none can be claimed."""
+    """NativeAuthenticator whose admin accounts exist from the first start, so none can be
+    claimed, and whose lockout after failed logins survives a hub restart."""
+
+    failed_logins = FailedLogins(FAILED_LOGINS_FILE)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.login_attempts = self.failed_logins.load()
         for admin in sorted(self.admin_users):
             if not self.user_exists(admin):
                 password = admin_password_file(SECRET_DIR, admin).read_text().strip()
                 self.create_user(admin, password)
                 self.log.info("Created the admin account %r; its first password is in secret/%s/%s",
                               admin, ADMIN_PASSWORDS, admin)
+
+    def add_login_attempt(self, username):
+        super().add_login_attempt(username)
+        self.failed_logins.save(self.login_attempts)
+
+    def successful_login(self, username):
+        super().successful_login(username)
+        self.failed_logins.save(self.login_attempts)
 
     def get_handlers(self, app):
         return [(path, _LoginHandler if handler is NativeLoginHandler else handler)

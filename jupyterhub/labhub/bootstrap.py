@@ -2,15 +2,16 @@
 as the user, just before their server starts. So it sees exactly the home the user sees, holds up
 no one else's login or spawn, and needs nothing from the hub."""
 
+from .network import WAIT_FOR_GUARD
 from .stack import Stack
 
 CONTEXT_MOUNT = "/opt/labhub/context"  # the site's jupyterhub/context, read-only
 
-# Runs bootstrap.sh (the site copy, else the template) unless it already ran for this home. A
-# marker, not missing files, decides: what the user deletes stays deleted. A failure is logged
-# and left in the home for the user to see; the server starts either way, and it runs again at
-# the next start.
-START = f"""
+# After the network guard (labhub.network), runs bootstrap.sh (the site copy, else the template)
+# unless it already ran for this home. A marker, not missing files, decides: what the user deletes
+# stays deleted. A failure is logged and left in the home for the user to see; the server starts
+# either way, and it runs again at the next start.
+START = WAIT_FOR_GUARD + f"""
 marker="$HOME/.local/share/labhub/bootstrapped"
 script={CONTEXT_MOUNT}/bootstrap.sh
 [ -f "$script" ] || script="$script.template"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import docker
 from docker.types import DeviceRequest
 
+from . import hooks
 from .settings import Settings, fail
 from .stack import Stack
 
@@ -75,10 +76,8 @@ def configure(c, s: Settings, devices: list[str], engine: docker.DockerClient, c
     """Adds device requests to the spawner's host config, where there are devices."""
     if not devices:
         return
-    base = c.DockerSpawner.get("extra_host_config", {})
     if s.gpus_per_server == "all":
-        requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        c.DockerSpawner.extra_host_config = {**base, "device_requests": requests}
+        hooks.merge(c, "extra_host_config", {"device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])]})
         return
 
     pool = GpuPool(devices, int(s.gpus_per_server), s.gpu_sharing)
@@ -86,21 +85,18 @@ def configure(c, s: Settings, devices: list[str], engine: docker.DockerClient, c
         labels = container.labels
         pool.held[labels["org.labhub.server"]] = labels[ASSIGNED_LABEL].split(",")
 
-    base_create = c.DockerSpawner.get("extra_create_kwargs", {})
-
     def create_kwargs(spawner):
         # Evaluated before the host config: the devices are chosen here, and labelled on the
         # container so a restarted hub knows who holds what.
-        kwargs = dict(base_create(spawner) if callable(base_create) else base_create)
-        if catalog.chosen(spawner).gpu:
-            ids = pool.assign(_server_key(spawner))
-            kwargs["labels"] = {ASSIGNED_LABEL: ",".join(ids), "org.labhub.server": _server_key(spawner)}
-        return kwargs
+        if not catalog.chosen(spawner).gpu:
+            return {}
+        ids = pool.assign(_server_key(spawner))
+        return {"labels": {ASSIGNED_LABEL: ",".join(ids), "org.labhub.server": _server_key(spawner)}}
 
     def host_config(spawner):
         ids = pool.held.get(_server_key(spawner))
-        return {**base, "device_requests": [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]} if ids else base
+        return {"device_requests": [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]} if ids else {}
 
-    c.DockerSpawner.extra_create_kwargs = create_kwargs
-    c.DockerSpawner.extra_host_config = host_config
-    c.Spawner.post_stop_hook = lambda spawner: pool.release(_server_key(spawner))
+    hooks.merge(c, "extra_create_kwargs", create_kwargs)
+    hooks.merge(c, "extra_host_config", host_config)
+    hooks.add_hook(c, "post_stop_hook", lambda spawner: pool.release(_server_key(spawner)))

@@ -5,6 +5,7 @@ setting has a safe default here and nowhere else). Anything wrong becomes a Sett
 message is one line naming the setting and the fix.
 """
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -90,11 +91,15 @@ SETTINGS = {
     "FIRST_UID": Setting("20000", "first host uid given out with USER_IDS=per-user"),
     "MEM_LIMIT": Setting("", "memory per server, e.g. 8G; empty: a quarter of the machine's"),
     "CPU_LIMIT": Setting("", "CPUs per server, e.g. 2; empty: half of the machine's"),
+    "PIDS_LIMIT": Setting("4096", "processes and threads one server may run at once"),
     "IDLE_TIMEOUT": Setting("3600", "seconds without activity before a server is stopped; 0: never"),
     "NAMED_SERVERS": Setting("2", "named servers a user may run besides their default one; 0: none"),
     "GPUS": Setting("auto", "GPUs for servers: " + ", ".join(GPU_MODES)),
     "GPUS_PER_SERVER": Setting("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own"),
     "GPU_SHARING": Setting("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free"),
+    "SUDO_USERS": Setting("", "comma-separated user names who may use sudo in their server (needs USER_IDS=shared)"),
+    "BLOCK_PRIVATE_NETWORKS": Setting("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)"),
+    "USER_SUBNETS": Setting("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each)"),
 }
 
 
@@ -148,6 +153,10 @@ class Settings:
     gpus: str
     gpus_per_server: str
     gpu_sharing: bool
+    pids_limit: int
+    sudo_users: tuple[str, ...]
+    user_subnets: ipaddress.IPv4Network
+    block_private_networks: bool
 
     @property
     def public_url(self) -> str:
@@ -236,6 +245,16 @@ class _Reader:
             raise fail(name, f"{value!r} is not a number of CPUs", "write e.g. 2 or 0.5, or leave it empty")
         return cpus
 
+    def subnet(self, name: str, max_prefix: int) -> ipaddress.IPv4Network:
+        try:
+            net = ipaddress.IPv4Network(self.raw[name], strict=False)
+        except ValueError:
+            net = None
+        if net is None or net.prefixlen > max_prefix:
+            raise fail(name, f"{self.raw[name]!r} is not an IPv4 range of /{max_prefix} or larger",
+                       "write e.g. 10.213.0.0/16, a range your lab's network does not use")
+        return net
+
     def port(self, name: str, default: int) -> int:
         value = self.raw[name]
         if not value:
@@ -289,6 +308,10 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     if user_ids == "per-user" and not home_root:
         raise fail("USER_IDS", "per-user ids need home folders on the host",
                    "set LABHUB_HOME_ROOT too (Docker volumes cannot be owned per user)")
+    sudo_users = r.users("SUDO_USERS")
+    if sudo_users and user_ids == "per-user":
+        raise fail("SUDO_USERS", "sudo needs the image's own user (per-user ids have no account in the image)",
+                   "leave it empty, or set LABHUB_USER_IDS=shared")
 
     return Settings(
         hostname=hostname,
@@ -332,4 +355,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         gpus=r.choice("GPUS", GPU_MODES, "GPU mode"),
         gpus_per_server=gpus_per_server,
         gpu_sharing=r.flag("GPU_SHARING"),
+        pids_limit=r.number("PIDS_LIMIT", 64, 10**6),
+        sudo_users=sudo_users,
+        user_subnets=r.subnet("USER_SUBNETS", 28),
+        block_private_networks=r.flag("BLOCK_PRIVATE_NETWORKS"),
     )

@@ -1,4 +1,4 @@
-"""Where the hub runs: its compose project, and the network user servers join.
+"""Where the hub runs: its compose project and image.
 
 Everything here is derived from the hub container's own compose labels, so the project name (and
 with it every container, volume and network name) is written nowhere else.
@@ -8,10 +8,10 @@ import socket
 from dataclasses import dataclass
 
 import docker
-from docker.errors import NotFound
 
 from .settings import CONTEXT_DIR
 
+# On every network LabHub makes for user servers, so a restarted hub finds them (labhub.network).
 USERS_NETWORK_LABEL = "org.labhub.users-network"
 
 
@@ -21,10 +21,6 @@ class Stack:
     hub_alias: str  # the hub's compose service name: how user servers reach the hub API
     hub_image: str  # the hub's own image id, for short-lived helper containers
     context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
-
-    @property
-    def users_network(self) -> str:
-        return f"{self.project}-users"
 
     @property
     def container_prefix(self) -> str:
@@ -43,22 +39,3 @@ def own(client: docker.DockerClient) -> Stack:
     return Stack(project=me.labels["com.docker.compose.project"],
                  hub_alias=me.labels["com.docker.compose.service"],
                  hub_image=me.image.id, context_dir=context)
-
-
-def join_users_network(client: docker.DockerClient) -> Stack:
-    """Finds the hub's compose project and attaches the hub to the user servers' network.
-
-    The hub creates that network itself instead of compose: user servers outlive the hub
-    (cleanup_servers = False), and a compose-managed network with servers still on it would make
-    `docker compose down` fail.
-    """
-    stack = own(client)
-    hub = client.containers.get(socket.gethostname())
-    try:
-        network = client.networks.get(stack.users_network)
-    except NotFound:
-        network = client.networks.create(stack.users_network, driver="bridge",
-                                         labels={USERS_NETWORK_LABEL: stack.project})
-    if stack.users_network not in hub.attrs["NetworkSettings"]["Networks"]:
-        network.connect(hub, aliases=[stack.hub_alias])
-    return stack

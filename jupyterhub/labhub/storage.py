@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
+from . import hooks
 from .settings import DATA_DIR, Settings, fail
 from .stack import Stack
 
@@ -101,7 +102,7 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
         mounts.append(_bind(s.shared_dir, SHARED_MOUNT))
         # Every user gets the shared folder's host group (as is, never a group made up in the
         # image); the folder's setgid bit and default ACL make what they create there the group's.
-        c.DockerSpawner.extra_host_config = {"group_add": [str(folders[s.shared_dir].gid)]}
+        hooks.merge(c, "extra_host_config", {"group_add": [str(folders[s.shared_dir].gid)]})
     if s.cluster_dir:
         mounts.append(_bind(s.cluster_dir, s.cluster_dir, read_only=True))
         mounts.append(_bind(f"{s.cluster_dir}/{{username}}", f"{s.cluster_dir}/{{username}}"))
@@ -110,8 +111,9 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
     def uid(spawner) -> int:
         return user_ids(spawner.escaped_name) if user_ids else IMAGE_UID
 
+    # Always said, so that no image (a flavor that forgot `USER jovyan`) runs its server as root.
+    hooks.merge(c, "extra_create_kwargs", lambda spawner: {"user": f"{uid(spawner)}:{IMAGE_GID}"})
     if user_ids:
-        c.DockerSpawner.extra_create_kwargs = lambda spawner: {"user": f"{uid(spawner)}:{IMAGE_GID}"}
         # Without a passwd entry for the uid, Docker would set HOME=/.
         c.DockerSpawner.environment = {"HOME": HOME}
 
@@ -122,4 +124,4 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
                 await asyncio.to_thread(_make_folders, engine, stack, root, [spawner.escaped_name],
                                         uid(spawner), IMAGE_GID)
 
-        c.Spawner.pre_spawn_hook = make_own_folders
+        hooks.add_hook(c, "pre_spawn_hook", make_own_folders)

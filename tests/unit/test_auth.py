@@ -168,3 +168,12 @@ def test_ldap_search_mode(tmp_path):
     assert c.LDAPAuthenticator.lookup_dn_search_password == "reader-pw"
     assert (c.LDAPAuthenticator.tls_strategy, c.LDAPAuthenticator.server_port) == ("on_connect", 636)
     assert c.LDAPAuthenticator.tls_kwargs == {"validate": ssl.CERT_REQUIRED}
+
+
+def test_failed_logins_survive_a_restart(tmp_path):
+    from datetime import datetime
+    store = auth.FailedLogins(tmp_path / "failed-logins.json")
+    assert store.load() == {}
+    when = datetime(2026, 11, 22, 4, 30)
+    store.save({"ann": {"count": 5, "time": when}})
+    assert auth.FailedLogins(tmp_path / "failed-logins.json").load() == {"ann": {"count": 5, "time": when}}

@@ -56,7 +56,7 @@ def test_all_gpus_for_every_server_by_default():
     c = Config()
     c.DockerSpawner.extra_host_config = {"group_add": ["1234"]}
     gpu.configure(c, load(), ["0", "1"], Engine(), Catalog())
-    assert c.DockerSpawner.extra_host_config == {
+    assert c.DockerSpawner.extra_host_config(spawner("alice")) == {
         "group_add": ["1234"], "device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])]}
 
 

@@ -1,0 +1,227 @@
+"""Networks: each user server alone on a bridge network of its own, which only the hub joins.
+
+A server reaches the hub (its API and login pages, as `hub`) and, through Docker's NAT, the
+outside world; nothing else of the stack: Docker drops traffic between bridge networks, so other
+users' servers, Traefik and anything on the host's other networks are out of reach, on any port.
+The hub and its proxy reach each server at the server's address on that network.
+
+Each network gets a small subnet (a /29: gateway, hub and server) from LABHUB_USER_SUBNETS, so a
+lab is not limited by Docker's default address pools (about 30 networks per engine).
+
+With LABHUB_BLOCK_PRIVATE_NETWORKS=true, a server cannot reach private address ranges either (the
+lab's network, the host's addresses, a cloud's metadata address): just after the server's container
+starts, a short-lived helper joins its network namespace with NET_ADMIN and drops, in the
+namespace's own firewall, everything to those ranges but the hub and name lookups. The rules live
+and die with the container; the user, without capabilities, cannot change them; the host's own
+firewall is left alone. The container's start command waits until they are in force (a connection
+to its gateway is then refused locally), and gives up, not starting the server, after a minute.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import threading
+import time
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import IPAMConfig, IPAMPool
+
+from . import hooks
+from .settings import Settings
+from .stack import USERS_NETWORK_LABEL, Stack
+
+log = logging.getLogger("JupyterHub")
+SUBNET_PREFIX = 29
+HUB_PORT = 8081
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+# Run by the helper in the server's network namespace; HUB is the hub's address there.
+GUARD_RULES = f"""set -e
+iptables -w -A OUTPUT -o lo -j ACCEPT
+iptables -w -A OUTPUT -d "$HUB" -j ACCEPT
+iptables -w -A OUTPUT -p udp --dport 53 -j ACCEPT
+iptables -w -A OUTPUT -p tcp --dport 53 -j ACCEPT
+for range in {' '.join(PRIVATE_RANGES)}; do
+  iptables -w -A OUTPUT -d "$range" -p tcp -j REJECT --reject-with tcp-reset
+  iptables -w -A OUTPUT -d "$range" -j DROP
+done
+"""
+# The head of a server's start command (labhub.bootstrap): with LABHUB_GUARD_PROBE (its gateway)
+# set, nothing runs until a datagram there is refused with EPERM, which only a local DROP rule
+# gives (TCP connections are reset instead, so that they fail at once rather than hang).
+WAIT_FOR_GUARD = """
+if [ -n "${LABHUB_GUARD_PROBE:-}" ]; then
+  tries=0
+  until python3 -I -c 'import socket, sys
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
+except PermissionError:
+    sys.exit(0)
+sys.exit(1)' "$LABHUB_GUARD_PROBE"; do
+    tries=$((tries + 1))
+    [ $tries -lt 120 ] || { echo "labhub: private networks were not shut off; not starting" >&2; exit 1; }
+    sleep 0.5
+  done
+fi
+"""
+# Where the hub's proxy (configurable-http-proxy) takes orders: loopback only, never a network.
+PROXY_API_URL = "http://127.0.0.1:8001"
+
+
+def server_network(stack: Stack, spawner) -> str:
+    """The network of one server, e.g. labhub_user-jo-2danne for container labhub-user-jo-2danne.
+
+    Docker gives a container with several networks its default route through the first network
+    by name: these names sort after the compose network's ({project}_default), so the hub keeps
+    its route there (its published port in hub-direct mode, its own connections out)."""
+    return f"{stack.project}_{spawner.container_name.removeprefix(stack.project + '-')}"
+
+
+def used_subnets(engine: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+    """Every IPv4 subnet some network on this engine has (any project's)."""
+    subnets = []
+    for network in engine.api.networks():
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            subnet = ipaddress.ip_network(config.get("Subnet", "::/128"), strict=False)
+            if subnet.version == 4:
+                subnets.append(subnet)
+    return subnets
+
+
+def free_subnet(pool: ipaddress.IPv4Network, used) -> ipaddress.IPv4Network | None:
+    """The first /29 of the pool that overlaps no used subnet, or None."""
+    return next((s for s in pool.subnets(new_prefix=SUBNET_PREFIX) if not any(s.overlaps(u) for u in used)), None)
+
+
+class ServerNetworks:
+    """Makes a server's network (and puts the hub on it) before the server starts, and removes
+    it once the server has stopped."""
+
+    def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network):
+        self.engine, self.stack, self.pool = engine, stack, pool
+        self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
+        self.lock = threading.Lock()  # one subnet choice at a time
+
+    def front_ip(self) -> str:
+        """The hub's address on its compose network, where Traefik reaches it."""
+        return self.hub.attrs["NetworkSettings"]["Networks"][f"{self.stack.project}_default"]["IPAddress"]
+
+    def _labels(self) -> dict:
+        return {USERS_NETWORK_LABEL: self.stack.project}
+
+    def _join(self, network) -> None:
+        network.reload()
+        if self.hub.id not in (network.attrs.get("Containers") or {}):
+            network.connect(self.hub, aliases=[self.stack.hub_alias])
+
+    def recover(self) -> None:
+        """At hub start: join the networks of servers still running; remove those left empty."""
+        for network in self.engine.networks.list(filters={"label": f"{USERS_NETWORK_LABEL}={self.stack.project}"}):
+            network.reload()
+            others = set(network.attrs.get("Containers") or {}) - {self.hub.id}
+            if others:
+                self._join(network)
+            else:
+                self._remove(network)
+
+    def create(self, name: str) -> tuple[str, str]:
+        """Makes the network (if missing) with the hub on it; returns the hub's and the gateway's
+        addresses there."""
+        with self.lock:
+            try:
+                network = self.engine.networks.get(name)
+            except NotFound:
+                network = self._create(name)
+            self._join(network)
+        network.reload()
+        hub_ip = network.attrs["Containers"][self.hub.id]["IPv4Address"].split("/")[0]
+        return hub_ip, network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def guard(self, container_name: str, hub_ip: str) -> None:
+        """Waits for the server's container to run, then shuts private ranges off inside it."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                container = self.engine.containers.get(container_name)
+                if container.status == "running":
+                    break
+            except NotFound:
+                pass
+            if time.monotonic() > deadline:
+                log.warning("Container %s did not start; private networks not shut off (it will not serve)",
+                            container_name)
+                return
+            time.sleep(0.2)
+        try:
+            self.engine.containers.run(self.stack.hub_image, ["sh", "-c", GUARD_RULES], environment={"HUB": hub_ip},
+                                       network_mode=f"container:{container.id}", cap_drop=["ALL"],
+                                       cap_add=["NET_ADMIN"], remove=True)
+        except docker.errors.DockerException as e:  # the server then refuses to start
+            log.error("Could not shut private networks off for %s: %s", container_name, e)
+
+    def _create(self, name: str):
+        # Another engine user (e.g. a second deployment) may take the same subnet between our
+        # look and our create: then look again.
+        for _ in range(5):
+            subnet = free_subnet(self.pool, used_subnets(self.engine))
+            if subnet is None:
+                raise RuntimeError(f"no free /{SUBNET_PREFIX} subnet left in LABHUB_USER_SUBNETS={self.pool}; "
+                                   "give it a larger range")
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))])
+            try:
+                return self.engine.networks.create(name, driver="bridge", ipam=ipam, labels=self._labels())
+            except APIError as e:
+                if "overlap" not in str(e).lower():
+                    raise
+        raise RuntimeError(f"could not find a free subnet for {name} in LABHUB_USER_SUBNETS={self.pool}")
+
+    def remove(self, name: str) -> None:
+        try:
+            self._remove(self.engine.networks.get(name))
+        except NotFound:
+            pass
+
+    def _remove(self, network) -> None:
+        try:
+            network.reload()
+            if self.hub.id in (network.attrs.get("Containers") or {}):
+                network.disconnect(self.hub, force=True)
+            network.remove()
+        except APIError as e:  # e.g. a container that has not gone yet: the next hub start retries
+            log.warning("Could not remove network %s: %s", network.name, e)
+
+
+def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None:
+    """Per-server networks, the hub reachable as `hub` on each, the proxy's API on loopback."""
+    networks = ServerNetworks(engine, stack, s.user_subnets)
+    networks.recover()
+
+    guards = set()  # running guard tasks (the event loop keeps only weak references)
+
+    async def make_network(spawner):
+        spawner.network_name = server_network(stack, spawner)
+        hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
+        if s.block_private_networks:
+            spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
+            task = asyncio.create_task(asyncio.to_thread(networks.guard, spawner.container_name, hub_ip))
+            guards.add(task)
+            task.add_done_callback(guards.discard)
+
+    async def remove_network(spawner):
+        await asyncio.to_thread(networks.remove, server_network(stack, spawner))
+
+    hooks.add_hook(c, "pre_spawn_hook", make_network)
+    hooks.add_hook(c, "post_stop_hook", remove_network)
+    # The hub and its proxy reach servers at their address on their own network.
+    c.DockerSpawner.use_internal_ip = True
+    # The hub API answers on every server's network, where servers know it as `hub`; the proxy
+    # and the hub's services, in the hub's container, use loopback: a server's network (and the
+    # hub's address on it) goes away while requests may still be on their way.
+    c.JupyterHub.hub_ip = "0.0.0.0"
+    c.JupyterHub.hub_port = HUB_PORT
+    c.JupyterHub.hub_connect_ip = "127.0.0.1"
+    c.Spawner.hub_connect_url = f"http://{stack.hub_alias}:{HUB_PORT}"
+    # The proxy's public side only where Traefik is, and its API on loopback only.
+    c.JupyterHub.bind_url = f"http://{networks.front_ip()}:8000"
+    c.ConfigurableHTTPProxy.api_url = PROXY_API_URL

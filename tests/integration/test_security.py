@@ -1,0 +1,302 @@
+"""Isolation and hardening on the real stack: what a user's container can reach, what one user's
+browser session or token can do to another's server through Traefik, what a user's processes can
+become, and where the hub's secrets stay."""
+
+import ast
+import json
+import stat
+import time
+
+import pytest
+import requests
+
+import harness
+
+# Connects to each (host, port) at once from inside a container; prints what happened to each.
+PROBE = """
+import concurrent.futures, json, socket, sys
+def probe(target):
+    host, port = target
+    try:
+        socket.create_connection((host, port), timeout=4).close()
+        return "open"
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+targets = json.loads(sys.argv[1])
+with concurrent.futures.ThreadPoolExecutor(len(targets)) as pool:
+    print(json.dumps(list(pool.map(probe, targets))))
+"""
+
+
+def probe(container: str, targets: list[tuple[str, int]]) -> dict:
+    """(host, port) -> "open", or why not, as seen from inside the container."""
+    out = harness.docker("exec", container, "python3", "-c", PROBE, json.dumps(targets))
+    return dict(zip(targets, json.loads(out), strict=True))
+
+
+def addresses(container: str) -> dict[str, str]:
+    """network name -> the container's address on it."""
+    networks = json.loads(harness.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container))
+    return {name: n["IPAddress"] for name, n in networks.items()}
+
+
+def service_container(stack, service: str) -> str:
+    return stack.compose("ps", "-q", service).stdout.strip()
+
+
+def in_container(container: str, code: str):
+    """Runs Python in the container as its user; the printed repr comes back as a value."""
+    return ast.literal_eval(harness.docker("exec", container, "python3", "-c", code))
+
+
+@pytest.fixture(scope="module")
+def two_users(stack):
+    admin = harness.HubClient(stack)
+    admin.login("admin", stack.admin_password())
+    alba, bruno = (harness.native_user(stack, admin, name) for name in ("alba", "bruno"))
+    for user in (alba, bruno):
+        user.start_server()
+    yield alba, bruno
+    for user in (alba, bruno):
+        user.stop_server()
+
+
+def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_users):
+    alba, bruno = two_users
+    a, b = stack.user_container("alba"), stack.user_container("bruno")
+    hub, proxy = service_container(stack, "hub"), service_container(stack, "proxy")
+    # Bruno runs something of his own on an extra port, as a dask dashboard would.
+    harness.docker("exec", "-d", b, "python3", "-m", "http.server", "9999")
+    b_ip = next(iter(addresses(b).values()))
+    others = [(b_ip, 8888), (b_ip, 9999)]
+    others += [(ip, port) for ip in addresses(proxy).values() for port in (80, 443, 8080, 8082)]
+    others += [(ip, port) for ip in addresses(hub).values() for port in (8000, 8001)]
+
+    # Seen from the hub, all of Bruno's ports answer: what Alba is refused below is really there.
+    deadline = time.monotonic() + 20
+    while probe(hub, [(b_ip, 9999)])[(b_ip, 9999)] != "open":
+        assert time.monotonic() < deadline, "bruno's extra port never opened"
+        time.sleep(1)
+    assert set(probe(hub, [(b_ip, 8888), (b_ip, 9999)]).values()) == {"open"}
+
+    seen = probe(a, [("hub", 8081), ("hub", 8001), ("hub", 8000)] + others)
+    assert seen.pop(("hub", 8081)) == "open"
+    assert {target: result for target, result in seen.items() if result == "open"} == {}
+
+    # The hub API answers at the address the server was given; the Docker socket is nowhere.
+    hub_api = "import json, os, urllib.request; print(repr(json.load(urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'] + '/'))))"
+    assert "version" in in_container(a, hub_api)
+    assert in_container(a, "import os; print(os.path.exists('/var/run/docker.sock'))") is False
+    # The user's own Jupyter config files are ignored (they could undo the hub's settings).
+    assert in_container(a, "import os; print(os.environ.get('JUPYTERHUB_DISABLE_USER_CONFIG'))") == 1
+    # The outside world answers (the package index users pip install from).
+    outside = "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)"
+    assert in_container(a, outside) == 200
+
+
+def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
+    alba, bruno = two_users
+    # API tokens live 30 days at most.
+    assert alba.api("POST", "/users/alba/tokens", json={"expires_in": 31 * 24 * 3600}).status_code == 400
+    token = alba.api("POST", "/users/alba/tokens", json={"note": "test", "expires_in": 3600}).json()["token"]
+    as_alba = requests.Session()
+    as_alba.trust_env, as_alba.verify = False, stack.ca_file
+    as_alba.headers["Authorization"] = f"token {token}"
+
+    for session, headers in ((alba.http, alba.xsrf_headers()), (as_alba, {})):
+        assert session.get(stack.url + "/hub/api/users/bruno", headers=headers).status_code in (403, 404)
+        assert session.post(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
+        assert session.delete(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
+        assert session.get(stack.url + "/user/bruno/api/contents", headers=headers).status_code == 403
+    page = alba.http.get(stack.url + "/user/bruno/lab")
+    assert page.status_code == 403 and "JupyterLab" not in page.text
+    assert bruno.server_api("GET", "/status").status_code == 200  # still running, still his
+
+    # A token in the URL is not a login, for the hub or for a server.
+    bare = requests.Session()
+    bare.trust_env, bare.verify = False, stack.ca_file
+    assert bare.get(f"{stack.url}/hub/api/user?token={token}").status_code == 403
+    assert bare.get(f"{stack.url}/user/alba/api/contents?token={token}", allow_redirects=False).status_code in (302, 403)
+
+    # A cookie-authenticated POST without the XSRF token is refused, by the hub and by a server.
+    assert alba.http.post(stack.url + "/hub/api/users/alba/tokens", json={"note": "x"}).status_code == 403
+    assert alba.http.post(stack.url + "/user/alba/api/kernels", json={"name": "python3"}).status_code == 403
+
+
+def test_running_servers_stay_reachable_when_the_hub_container_is_made_anew(stack, two_users):
+    """A new hub container (an upgrade, `docker compose down` and up) joins the running servers'
+    networks again."""
+    container = stack.user_container("alba")
+    stack.compose("up", "-d", "--wait", "--force-recreate", "hub")
+    again = harness.HubClient(stack)
+    again.login("alba", "Lab-Notebook-2026")
+    again.wait_ready()
+    assert stack.user_container("alba") == container
+    assert again.execute(again.start_kernel(), "6*7") == "42"
+
+
+def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
+    bare = requests.Session()
+    bare.trust_env, bare.verify = False, stack.ca_file
+    assert bare.get(stack.url + "/hub/metrics").status_code == 403
+
+    for target in ("https://elsewhere.example", "//elsewhere.example/", "/\\elsewhere.example"):
+        visitor = harness.HubClient(stack)
+        visitor.http.get(visitor.url("/hub/login"), params={"next": target})
+        r = visitor.http.post(visitor.url("/hub/login"), params={"next": target}, allow_redirects=False, data={
+            "username": "admin", "password": stack.admin_password(), "_xsrf": visitor.http.cookies.get("_xsrf")})
+        assert r.status_code == 302
+        location = r.headers["Location"]
+        assert location.startswith("/") and not location.startswith(("//", "/\\")), location
+
+
+def test_secrets_are_private_and_never_logged(stack, admin):
+    extra = stack.secret / "smtp-password"  # a secret of the lab's own, written carelessly: 0644
+    extra.write_text("an-smtp-secret-of-the-lab\n")
+    try:
+        stack.up()  # setup runs again
+        assert "warning: secret/smtp-password: readable by others" in stack.service_log("setup")
+        for rel in ("admin-passwords/admin", "labhub-ca.key", "tls/tls.key"):
+            assert stat.S_IMODE((stack.secret / rel).stat().st_mode) == 0o600, rel
+
+        hub = service_container(stack, "hub")
+        cookie_secret = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
+        assert harness.docker("exec", hub, "stat", "-c", "%a", cookie_secret) == "600"
+        proxy_token = harness.docker("exec", hub, "python", "-c", """
+import pathlib
+for p in pathlib.Path('/proc').glob('[0-9]*'):
+    env = dict(v.split('=', 1) for v in (p / 'environ').read_text().split('\\0') if '=' in v)
+    if 'CONFIGPROXY_AUTH_TOKEN' in env:
+        print(env['CONFIGPROXY_AUTH_TOKEN'])
+        break
+""")
+        secrets = {
+            "cookie secret": harness.docker("exec", hub, "cat", cookie_secret),
+            "proxy token": proxy_token,
+            "admin password": stack.admin_password(),
+            "the lab's own secret": "an-smtp-secret-of-the-lab",
+            "TLS key": (stack.secret / "tls/tls.key").read_text().splitlines()[1],
+        }
+        assert all(len(value) >= 14 for value in secrets.values()), secrets.keys()
+        logs = stack.compose("logs", "--no-color").stdout
+        assert [name for name, value in secrets.items() if value in logs] == []
+    finally:
+        extra.unlink()
+
+
+NO_ROOT = """
+import os, socket, subprocess
+def run(*cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return 127, cmd[0] + ": not found"
+    return r.returncode, (r.stdout + r.stderr).strip()
+status = dict(line.split(':', 1) for line in open('/proc/self/status'))
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    raw = "allowed"
+except PermissionError:
+    raw = "refused"
+os.makedirs('/tmp/m', exist_ok=True)
+print(repr({
+    "uid": os.getuid(), "caps": status['CapEff'].strip(), "no_new_privs": status['NoNewPrivs'].strip(),
+    "sudo": run('sudo', '-n', 'id', '-u'), "mount": run('mount', '-t', 'tmpfs', 'none', '/tmp/m')[0],
+    "raw": raw, "devices": sorted(os.listdir('/dev')),
+}))
+"""
+
+
+# Every process forks for ever, and keeps trying when the kernel says no.
+FORK_BOMB = """
+import os, time
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.05)
+"""
+
+
+def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
+    with stack.configured(pids_limit="200", sudo_users="maint"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        fay, gus, maint = (harness.native_user(stack, admin, name) for name in ("fay", "gus", "maint"))
+        for user in (fay, gus, maint):
+            user.start_server()
+        a = stack.user_container("fay")
+
+        seen = in_container(a, NO_ROOT)
+        assert (seen["uid"], seen["caps"], seen["no_new_privs"]) == (1000, "0000000000000000", "1")
+        assert seen["sudo"][0] != 0
+        has_sudo = seen["sudo"][0] != 127  # a flavor without sudo (not FROM base) refuses it anyway
+        assert "no new privileges" in seen["sudo"][1] or not has_sudo
+        assert seen["mount"] != 0 and seen["raw"] == "refused"
+        assert set(seen["devices"]) <= {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random",
+                                        "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
+        config = json.loads(harness.docker("inspect", "-f", "{{json .HostConfig}}", a))
+        assert (config["Privileged"], config["Devices"] or [], config["PidsLimit"]) == (False, [], 200)
+        # A fork bomb in Fay's container: it hits the limit there, Gus and the hub carry on.
+        harness.docker("exec", "-d", a, "python3", "-c", FORK_BOMB)
+        try:
+            deadline = time.monotonic() + 60
+            while int(harness.docker("stats", "--no-stream", "--format", "{{.PIDs}}", a)) < 190:
+                assert time.monotonic() < deadline, "the fork bomb never reached the limit"
+            for _ in range(3):
+                start = time.monotonic()
+                assert gus.server_api("GET", "/status", timeout=20).status_code == 200
+                assert gus.api("GET", "/user", timeout=20).status_code == 200
+                assert time.monotonic() - start < 20
+                time.sleep(1)
+            assert int(harness.docker("stats", "--no-stream", "--format", "{{.PIDs}}", a)) <= 200
+        finally:
+            harness.docker("kill", a, check=False)
+
+        # A listed maintainer may use sudo in their own container.
+        if not has_sudo:
+            pytest.skip("the engine's base flavor image has no sudo (built from another tree)")
+        assert harness.docker("exec", stack.user_container("maint"), "sudo", "-n", "id", "-u") == "0"
+
+
+def test_locked_account_stays_locked_across_a_hub_restart(stack, admin):
+    harness.native_user(stack, admin, "cleo")  # signed up, approved, logged in once
+    for _ in range(5):
+        assert "/hub/login" in harness.HubClient(stack).login("cleo", "wrong-password").url
+    stack.compose("restart", "hub")
+    stack.up()
+    assert "/hub/login" in harness.HubClient(stack).login("cleo", "Lab-Notebook-2026").url
+
+
+DATAGRAM = """
+import socket, sys
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], int(sys.argv[2])))
+    print(repr("sent"))
+except OSError as e:
+    print(repr(e.strerror))
+"""
+
+
+def test_private_ranges_can_be_shut_off_for_servers(stack):
+    with stack.configured(block_private_networks="true"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        hal, ida = (harness.native_user(stack, admin, name) for name in ("hal", "ida"))
+        for user in (hal, ida):
+            user.start_server()
+        h, i = stack.user_container("hal"), stack.user_container("ida")
+        (network,) = json.loads(harness.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", h)).values()
+
+        # In force before the server started (its start command waited): a datagram to the host
+        # is stopped inside the container; only a local rule answers EPERM.
+        assert harness.docker("exec", h, "python3", "-c", DATAGRAM, network["Gateway"], "9") == "'Operation not permitted'"
+        assert harness.docker("exec", h, "python3", "-c", DATAGRAM, "169.254.169.254", "80") == "'Operation not permitted'"
+        # Private addresses are refused at once; the hub and the outside world still answer.
+        proxy_ip = next(iter(addresses(service_container(stack, "proxy")).values()))
+        targets = [("hub", 8081), (network["Gateway"], 22), (proxy_ip, 443), (next(iter(addresses(i).values())), 8888)]
+        assert list(probe(h, targets).values()) == ["open"] + ["Connection refused"] * 3
+        assert in_container(h, "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)") == 200
+        assert hal.execute(hal.start_kernel(), "1+1") == "2"
