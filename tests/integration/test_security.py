@@ -152,6 +152,12 @@ def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
         assert location.startswith("/") and not location.startswith(("//", "/\\")), location
 
 
+def test_the_hubs_login_cookie_never_reaches_a_users_server(admin):
+    """A server runs its user's code: the cookies it receives must not log anyone in to the hub."""
+    logins = [(c.name, c.path) for c in admin.http.cookies if c.name.endswith("jupyterhub-hub-login")]
+    assert logins == [("jupyterhub-hub-login", "/hub/")], logins
+
+
 def test_secrets_are_private_and_never_logged(stack, admin):
     extra = stack.secret / "smtp-password"  # a secret of the lab's own, written carelessly: 0644
     extra.write_text("an-smtp-secret-of-the-lab\n")
