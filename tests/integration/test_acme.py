@@ -31,6 +31,8 @@ def pebble(stack, tmp_path):
         server.remove()
         override.unlink()
         trusted.unlink()
+        # The account and certificate came from this Pebble, gone now: the next test starts afresh.
+        stack.compose("exec", "-T", "proxy", "rm", "-f", "/etc/labhub-acme/acme.json", check=False)
 
 
 def served(stack, root_pem: str, path: str) -> tuple[x509.Certificate, str]:
