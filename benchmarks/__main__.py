@@ -44,6 +44,7 @@ def run_setup(setup, args) -> dict:
         running = [n for n in burst["names"] if setup.deployment.user_container(n)]
         figures["memory"] = {**setup.memory(), "active_users": len(running),
                              "idle_user": measure.percentiles([setup.user_rss(n) for n in running]) if running else None}
+        figures["user_image"] = setup.user_image(running[0]) if running else None
         figures["seconds"] = time.monotonic() - started
         return figures
     finally:
@@ -117,7 +118,9 @@ def main(argv=None) -> int:
     parser.add_argument("--users", type=int, help="users logging in and spawning at once (default 20; 5 with --short)")
     parser.add_argument("--spawns", type=int, help="timed warm spawns (default 10; 3 with --short)")
     parser.add_argument("--setups", default="labhub,reference", help="which to run: labhub, reference or both (default)")
-    parser.add_argument("--artifacts", type=Path, default=harness.REPO / "artifacts", help="where the JSON and logs go")
+    parser.add_argument("--artifacts", type=Path, help="where the JSON and the logs go (default: artifacts/, "
+                        "or LABHUB_TEST_ARTIFACTS as for the tests)",
+                        default=Path(os.environ.get("LABHUB_TEST_ARTIFACTS", harness.REPO / "artifacts")))
     args = parser.parse_args(argv)
     args.users = args.users or (5 if args.short else 20)
     args.spawns = args.spawns or (3 if args.short else 10)
@@ -143,6 +146,8 @@ def main(argv=None) -> int:
     print(f"\n{m['cpus']} CPUs, {m['memory_gib']} GiB, Docker {m['docker']}, load {m['load_average_at_start'][0]:.2f} "
           f"at start; {args.spawns} warm spawns, {args.users} users at once, {args.round_trips} round trips\n")
     print(table(report["results"], args.users))
+    for name, figures in report["results"].items():
+        print(f"{name} user image: {figures['user_image']}")
     print(f"\n(all figures: {out})")
     for problem in failed:
         print(f"FAILED: {problem}")

@@ -45,6 +45,13 @@ class Setup:
         return harness.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
                               self.deployment.user_container(user))
 
+    def user_image(self, user: str) -> str:
+        """The image a user's server runs, by name and id (another image carrying the same flavor
+        label on a shared engine could stand in for the one this deployment built)."""
+        name, image_id = harness.docker("inspect", "-f", "{{.Config.Image}} {{.Image}}",
+                                        self.deployment.user_container(user)).split()
+        return f"{name} ({image_id.removeprefix('sha256:')[:12]})"
+
     def user_rss(self, user: str) -> int:
         return sum(rss for rss, _ in rss_by_process(self.deployment.user_container(user)))
 
