@@ -33,6 +33,8 @@ def run_setup(setup, args) -> dict:
         admin = setup.admin()
         print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
         figures = {"warm_spawn": measure.warm_spawns(setup, admin, args.spawns)}
+        print(f"== {setup.name}: the user image's server start, without a hub", flush=True)
+        figures["server_start"] = measure.server_starts(setup.lab_image(), max(2, args.spawns // 2))
         client = setup.login("benchwarm")
         measure.spawn(client, time.monotonic() + measure.SPAWN_TIMEOUT)
         print(f"== {setup.name}: kernel round trips, proxy overhead", flush=True)
@@ -60,6 +62,8 @@ def rows(results: dict, users: int):
     return [
         ("warm spawn p50", "s", s, lambda r: r["warm_spawn"]["p50"], ("ratio", 0.4)),
         ("warm spawn p95", "s", s, lambda r: r["warm_spawn"]["p95"], None),
+        ("server start in the image p50", "s", s, lambda r: r["server_start"]["seconds"]["p50"], None),
+        ("  its CPU time p50", "s", s, lambda r: r["server_start"]["cpu_seconds"]["p50"], None),
         (f"{users} users: succeeded", "", None, lambda r: r["burst"]["succeeded"], ("equal", users)),
         (f"{users} users: p50", "s", s, lambda r: r["burst"]["total"]["p50"], None),
         (f"{users} users: p95", "s", s, lambda r: r["burst"]["total"]["p95"], ("ratio", 0.5)),

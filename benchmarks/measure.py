@@ -4,6 +4,7 @@ the setup's front door, logged in, following the spawn's progress events as the 
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import requests
 
@@ -128,3 +129,40 @@ def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
             "login": percentiles([r["login"] for r in ok]) if ok else None,
             "refusals": sum(r.get("refusals", 0) for r in ok),
             "errors": sorted({r["error"] for r in results.values() if not r["ok"]}), "names": names}
+
+
+def _cpu_seconds(container_id: str) -> float | None:
+    """CPU time a container has used, from its cgroup (v1 or v2); None where neither is found."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        return scale * int(text.split("usage_usec ")[1].split()[0] if "usage_usec" in text else text)
+    return None
+
+
+def server_starts(image: str, runs: int) -> dict:
+    """A user image's own part of a spawn, without a hub: seconds, and CPU-seconds, from `docker run`
+    to its Jupyter server answering (jupyter server, as jupyterhub-singleuser runs it)."""
+    times, cpu = [], []
+    for _ in range(runs):
+        start = time.monotonic()
+        container = harness.docker("run", "-d", "--rm", "--entrypoint", "tini", image, "--", "jupyter", "server",
+                                   "--ServerApp.ip=0.0.0.0", "--ServerApp.token=", "--ServerApp.base_url=/bench/")
+        try:
+            ip = harness.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", container)
+            while time.monotonic() - start < SPAWN_TIMEOUT:
+                try:
+                    if requests.get(f"http://{ip}:8888/bench/api", timeout=5).ok:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.02)
+            else:
+                raise AssertionError(f"{image}: no Jupyter server answering after {SPAWN_TIMEOUT}s")
+            times.append(time.monotonic() - start)
+            cpu.append(_cpu_seconds(container))
+        finally:
+            harness.docker("rm", "-f", container, check=False)
+    return {"seconds": percentiles(times), "cpu_seconds": percentiles(cpu) if None not in cpu else None}

@@ -77,6 +77,12 @@ class LabHub(Setup):
     def prepare_user(self, admin: harness.HubClient, user: str) -> None:
         harness.native_user(self.deployment, admin, user, PASSWORD)
 
+    def lab_image(self) -> str:
+        # Built untagged: the shared tag labhub/jupyterlab-base:latest may meanwhile hold another
+        # checkout's build, and an untagged image is offered by no hub on the engine.
+        return harness.run("docker", "build", "--quiet", "-f", "jupyterlab/base/Dockerfile", ".",
+                           cwd=self.deployment.dir).stdout.strip()
+
 
 class Reference(Setup):
     """Any name and password log in (the dummy authenticator)."""
@@ -88,6 +94,9 @@ class Reference(Setup):
     def up(self) -> None:
         certs.ensure_certificate(self.deployment.secret, "localhost")  # as LabHub's setup step makes it
         super().up()
+
+    def lab_image(self) -> str:
+        return "labhub-bench/reference-lab:latest"  # built by `up`
 
 
 SETUPS = {"labhub": LabHub, "reference": Reference}
