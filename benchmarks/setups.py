@@ -3,7 +3,7 @@ fresh clone runs it (native logins, Traefik in front), and the reference (benchm
 stock DockerSpawner, a JupyterLab image built the usual way, JupyterHub serving TLS itself)."""
 
 import harness
-from labhub import certs
+from labhub import certs, settings
 
 PASSWORD = "Lab-Notebook-2026"  # every benchmark user's (harness.native_user's default)
 
@@ -89,10 +89,11 @@ class Reference(Setup):
     name = "reference"
 
     def __init__(self):
-        self.deployment = harness.Deployment("labhubref", "benchmarks/reference/docker-compose.yml")
+        self.deployment = harness.Deployment("labhubref", compose_file="benchmarks/reference/docker-compose.yml")
 
     def up(self) -> None:
-        certs.ensure_certificate(self.deployment.secret, "localhost")  # as LabHub's setup step makes it
+        # LabHub's setup step makes it so with the default settings (for localhost, its own CA).
+        certs.ensure_certificate(self.deployment.secret, settings.load({}))
         super().up()
 
     def lab_image(self) -> str:
