@@ -45,10 +45,13 @@ def docker(*args, check=True) -> str:
 
 class Deployment:
     """A copy of the repository's files in its own folder with its own compose project name,
-    like an admin's fresh clone: its own secret/, .env and state."""
+    like an admin's fresh clone: its own secret/, .env and state. compose_file (relative to the
+    repository) runs another compose project from the same copy, e.g. the benchmark's reference."""
 
-    def __init__(self, name: str, ports: tuple[int, int] = (HTTP_PORT, HTTPS_PORT)):
+    def __init__(self, name: str, ports: tuple[int, int] = (HTTP_PORT, HTTPS_PORT),
+                 compose_file: str = "docker-compose.yml"):
         self.project = NAMESPACE + name
+        self.compose_file = compose_file
         self.dir = WORK / self.project
         self.ports = http_port, https_port = ports
         self.url = "https://localhost" + ("" if https_port == 443 else f":{https_port}")
@@ -77,7 +80,7 @@ class Deployment:
         return (self.secret / "admin-passwords" / admin).read_text().strip()
 
     def compose(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
-        return run("docker", "compose", "--ansi", "never", "-p", self.project, *args,
+        return run("docker", "compose", "--ansi", "never", "-p", self.project, "-f", self.compose_file, *args,
                    cwd=self.dir, check=check, timeout=timeout)
 
     def up(self, check=True) -> subprocess.CompletedProcess:
@@ -87,7 +90,7 @@ class Deployment:
         """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would; no keywords and
         the default ports: no .env at all, as on a fresh clone."""
         settings = {**self.base_settings, **settings}
-        env = self.dir / ".env"
+        env = (self.dir / self.compose_file).parent / ".env"  # where compose reads it
         if not settings:
             env.unlink(missing_ok=True)
             return
@@ -128,7 +131,7 @@ class Deployment:
 
     def destroy(self) -> None:
         """Removes everything the deployment made: containers (user servers too), volumes, networks."""
-        if (self.dir / "docker-compose.yml").exists():
+        if (self.dir / self.compose_file).exists():
             self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
         users = docker("ps", "-aq", "--filter", f"name=^{self.project}-user-", check=False).split()
         if users:
@@ -231,6 +234,19 @@ class HubClient:
                 return server
             time.sleep(0.5)
         raise TimeoutError(f"server of {self.user} not ready after {timeout}s: {model}")
+
+    def follow_progress(self, timeout=180) -> dict:
+        """Follows the spawn's progress events, as the hub's spawn page does, and returns the
+        ready event: the moment the hub has the server ready, without polling."""
+        with self.api("GET", self._server_api + "/progress", stream=True, timeout=timeout) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if line.startswith(b"data:"):
+                    event = json.loads(line[5:])
+                    if event.get("ready") or event.get("failed"):
+                        assert event.get("ready"), f"spawn of {self.user} failed: {event.get('message')}"
+                        return event
+        raise AssertionError(f"the progress of {self.user}'s spawn ended without a ready event")
 
     def stop_server(self, timeout=120) -> None:
         r = self.api("DELETE", self._server_api)

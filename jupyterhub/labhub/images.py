@@ -1,9 +1,10 @@
 """User images (JupyterLab flavors) and what each may use. Each flavor under jupyterlab/ labels its
 image: its flavor name, title and description, whether it needs a GPU, and optionally its own
 memory and CPU limits. The hub offers exactly the flavors that are built, as their Dockerfiles
-name them, looked up again at each spawn so a newly built flavor needs no hub restart."""
+name them, looked up again for each spawn so a newly built flavor needs no hub restart."""
 
 import html
+import time
 from dataclasses import dataclass
 
 import docker
@@ -17,6 +18,11 @@ GPU_LABEL = "org.labhub.gpu"
 MEM_LABEL = "org.labhub.mem-limit"
 CPU_LABEL = "org.labhub.cpu-limit"
 DEFAULT_FLAVOR = "base"
+# How long one look at the engine's images answers the catalog's questions. A spawn asks several
+# (allowed images, limits, GPU) within moments, and a burst of spawns asks them many times over;
+# the look is a blocking call in the hub's event loop, so one serves them all. A flavor built
+# meanwhile is offered this much later.
+LOOK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,16 +37,19 @@ class Flavor:
 
 
 def built_flavors(client: docker.DockerClient) -> dict[str, Flavor]:
-    """flavor name -> Flavor, for every tagged flavor image on this engine."""
+    """flavor name -> Flavor, for every tagged flavor image on this engine: one API call (the image
+    list carries labels and tags; docker-py's images.list would inspect each image as well). Where
+    several tagged images carry one flavor (a copy kept under another tag), the newest is it."""
     found = {}
-    for image in client.images.list(filters={"label": FLAVOR_LABEL}):
-        if not image.tags:
+    for image in sorted(client.api.images(filters={"label": FLAVOR_LABEL}), key=lambda i: i["Created"]):
+        tags = [t for t in image.get("RepoTags") or () if t != "<none>:<none>"]
+        if not tags:
             continue
-        labels = image.labels
+        labels = image["Labels"]
         name = labels[FLAVOR_LABEL]
         found[name] = Flavor(
             name=name, title=labels.get(TITLE_LABEL, name), description=labels.get(DESCRIPTION_LABEL, ""),
-            ref=sorted(image.tags)[0], gpu=labels.get(GPU_LABEL) == "true",
+            ref=sorted(tags)[0], gpu=labels.get(GPU_LABEL) == "true",
             mem_limit=labels.get(MEM_LABEL, ""),
             cpu_limit=float(labels[CPU_LABEL]) if labels.get(CPU_LABEL) else None)
     return found
@@ -52,14 +61,21 @@ class Catalog:
     def __init__(self, client: docker.DockerClient, gpus_available: bool, mem_limit: str, cpu_limit: float):
         self.client, self.gpus_available = client, gpus_available
         self.mem_limit, self.cpu_limit = mem_limit, cpu_limit
-        if DEFAULT_FLAVOR not in built_flavors(client):
+        self._looked_at, self._flavors = float("-inf"), {}
+        if DEFAULT_FLAVOR not in self.flavors():
             raise SettingError(
                 f"no user image labelled {FLAVOR_LABEL}={DEFAULT_FLAVOR}; build it with "
                 "`docker compose -f docker-compose.jlabs.yml build` (or `docker compose up -d` builds it)")
 
+    def flavors(self) -> dict[str, Flavor]:
+        """The built flavors, as the engine listed them at most LOOK_SECONDS ago."""
+        if time.monotonic() - self._looked_at > LOOK_SECONDS:
+            self._flavors, self._looked_at = built_flavors(self.client), time.monotonic()
+        return self._flavors
+
     def _ordered(self) -> list[Flavor]:
-        """The built flavors, default first, then by title: one look at the engine."""
-        return sorted(built_flavors(self.client).values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))
+        """The built flavors, default first, then by title."""
+        return sorted(self.flavors().values(), key=lambda f: (f.name != DEFAULT_FLAVOR, f.title))
 
     def _usable(self, flavor: Flavor) -> bool:
         return self.gpus_available or not flavor.gpu
@@ -75,7 +91,7 @@ class Catalog:
 
     @property
     def default_image(self) -> str:
-        return built_flavors(self.client)[DEFAULT_FLAVOR].ref
+        return self.flavors()[DEFAULT_FLAVOR].ref
 
     def allowed_images(self, spawner=None) -> dict[str, str]:
         return {title: f.ref for title, f in self.usable().items()}

@@ -9,22 +9,19 @@ from labhub.stack import Stack
 STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
 
 
-class FakeImage:
-    def __init__(self, ref: str, flavor: str):
-        self.tags, self.labels = [ref], {images.FLAVOR_LABEL: flavor}
-
-
 class FakeEngine:
     """What the engine checks ask of Docker: its version and info, images, and containers run."""
 
     def __init__(self, api="1.41", flavors=None, versions=None):
-        self.api, self.flavors = api, flavors if flavors is not None else {"base": "labhub/jupyterlab-base:latest"}
+        self.api_version, self.flavors = api, flavors if flavors is not None else {"base": "labhub/jupyterlab-base:latest"}
         self.versions = versions or {}
-        self.images = SimpleNamespace(list=lambda filters: [FakeImage(ref, f) for f, ref in self.flavors.items()])
+        # The image list (GET /images/json), as images.built_flavors reads it.
+        self.api = SimpleNamespace(images=lambda filters: [
+            {"RepoTags": [ref], "Labels": {images.FLAVOR_LABEL: f}, "Created": 0} for f, ref in self.flavors.items()])
         self.containers = SimpleNamespace(run=self.run)
 
     def version(self):
-        return {"ApiVersion": self.api}
+        return {"ApiVersion": self.api_version}
 
     def info(self):
         return {"Runtimes": {"runc": {}}, "MemTotal": 8 * 2**30, "NCPU": 4}

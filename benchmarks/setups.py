@@ -1,0 +1,103 @@
+"""The two deployments a benchmark run compares, brought up with tests/harness.py: LabHub as a
+fresh clone runs it (native logins, Traefik in front), and the reference (benchmarks/reference/:
+stock DockerSpawner, a JupyterLab image built the usual way, JupyterHub serving TLS itself)."""
+
+import harness
+from labhub import certs, settings
+
+PASSWORD = "Lab-Notebook-2026"  # every benchmark user's (harness.native_user's default)
+
+
+def rss_by_process(container: str) -> list[tuple[int, str]]:
+    """(RSS in bytes, command line) of each process in a container."""
+    lines = harness.docker("top", container, "-eo", "pid,rss,args").splitlines()[1:]
+    return [(int(rss) * 1024, args) for _pid, rss, args in (line.split(None, 2) for line in lines)]
+
+
+class Setup:
+    name: str
+    deployment: harness.Deployment
+    front: tuple[str, ...] = ()  # compose services in front of the hub's own proxy
+
+    def up(self) -> None:
+        result = self.deployment.up(check=False)
+        assert result.returncode == 0, f"{self.name}: docker compose up failed:\n{result.stdout[-3000:]}" + \
+            self.deployment.compose("logs", "--tail", "40", check=False).stdout[-5000:]
+
+    def admin(self) -> harness.HubClient:
+        return self.login("admin")
+
+    def prepare_user(self, admin: harness.HubClient, user: str) -> None:
+        """Makes the account, where accounts must be made before a login."""
+
+    def login(self, user: str, password: str = PASSWORD) -> harness.HubClient:
+        client = harness.HubClient(self.deployment)
+        landed = client.login(user, password)
+        assert landed.ok and "/hub/login" not in landed.url, f"{self.name}: login of {user} failed ({landed.status_code})"
+        return client
+
+    def container(self, service: str) -> str:
+        return self.deployment.compose("ps", "-q", service).stdout.strip()
+
+    def user_ip(self, user: str) -> str:
+        """The user server's address on the users network, where the hub's proxy reaches it."""
+        network = f"{self.deployment.project}-users"
+        return harness.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+                              self.deployment.user_container(user))
+
+    def user_image(self, user: str) -> str:
+        """The image a user's server runs, by name and id (another image carrying the same flavor
+        label on a shared engine could stand in for the one this deployment built)."""
+        name, image_id = harness.docker("inspect", "-f", "{{.Config.Image}} {{.Image}}",
+                                        self.deployment.user_container(user)).split()
+        return f"{name} ({image_id.removeprefix('sha256:')[:12]})"
+
+    def user_rss(self, user: str) -> int:
+        return sum(rss for rss, _ in rss_by_process(self.deployment.user_container(user)))
+
+    def memory(self) -> dict[str, int]:
+        """RSS of the hub process, and of the proxies (the hub's own and any in front)."""
+        hub = rss_by_process(self.container("hub"))
+        front = [rss for service in self.front for rss, _ in rss_by_process(self.container(service))]
+        return {"hub": sum(rss for rss, args in hub if "bin/jupyterhub " in args),
+                "proxy": sum(rss for rss, args in hub if "configurable-http-proxy" in args) + sum(front)}
+
+
+class LabHub(Setup):
+    """The repository's deployment without a .env: what a lab gets by default."""
+    name = "LabHub"
+    front = ("proxy",)
+
+    def __init__(self):
+        self.deployment = harness.Deployment("labhubbench")
+
+    def admin(self) -> harness.HubClient:
+        return self.login("admin", self.deployment.admin_password())
+
+    def prepare_user(self, admin: harness.HubClient, user: str) -> None:
+        harness.native_user(self.deployment, admin, user, PASSWORD)
+
+    def lab_image(self) -> str:
+        # Built untagged: the shared tag labhub/jupyterlab-base:latest may meanwhile hold another
+        # checkout's build, and an untagged image is offered by no hub on the engine.
+        return harness.run("docker", "build", "--quiet", "-f", "jupyterlab/base/Dockerfile", ".",
+                           cwd=self.deployment.dir).stdout.strip()
+
+
+class Reference(Setup):
+    """Any name and password log in (the dummy authenticator)."""
+    name = "reference"
+
+    def __init__(self):
+        self.deployment = harness.Deployment("labhubref", compose_file="benchmarks/reference/docker-compose.yml")
+
+    def up(self) -> None:
+        # LabHub's setup step makes it so with the default settings (for localhost, its own CA).
+        certs.ensure_certificate(self.deployment.secret, settings.load({}))
+        super().up()
+
+    def lab_image(self) -> str:
+        return "labhub-bench/reference-lab:latest"  # built by `up`
+
+
+SETUPS = {"labhub": LabHub, "reference": Reference}
