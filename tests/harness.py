@@ -46,7 +46,8 @@ def docker(*args, check=True) -> str:
 class Deployment:
     """A copy of the repository's files in its own folder with its own compose project name,
     like an admin's fresh clone: its own secret/, .env and state. compose_file (relative to the
-    repository) runs another compose project from the same copy, e.g. the benchmark's reference."""
+    repository, named docker-compose.yml) runs another compose project from the same copy, e.g.
+    the benchmark's reference."""
 
     def __init__(self, name: str, ports: tuple[int, int] = (HTTP_PORT, HTTPS_PORT),
                  compose_file: str = "docker-compose.yml"):
@@ -80,8 +81,10 @@ class Deployment:
         return (self.secret / "admin-passwords" / admin).read_text().strip()
 
     def compose(self, *args, check=True, timeout=900) -> subprocess.CompletedProcess:
-        return run("docker", "compose", "--ansi", "never", "-p", self.project, "-f", self.compose_file, *args,
-                   cwd=self.dir, check=check, timeout=timeout)
+        # Run where the compose file is, without -f, as an admin does: compose then also reads
+        # docker-compose.override.yml and COMPOSE_FILE from .env there.
+        return run("docker", "compose", "--ansi", "never", "-p", self.project, *args,
+                   cwd=(self.dir / self.compose_file).parent, check=check, timeout=timeout)
 
     def up(self, check=True) -> subprocess.CompletedProcess:
         return self.compose("up", "-d", "--wait", check=check)
