@@ -20,7 +20,9 @@ def spki_pin(cert_file) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-@pytest.fixture(scope="session")
+# Per module: Playwright's sync API keeps an event loop running in the test thread while it is
+# open, and later tests (the hub's async hooks) need to run loops of their own.
+@pytest.fixture(scope="module")
 def browser(stack):
     pin = spki_pin(stack.secret / "tls" / "tls.crt")
     with sync_playwright() as p:
