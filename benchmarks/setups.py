@@ -40,10 +40,10 @@ class Setup:
         return self.deployment.compose("ps", "-q", service).stdout.strip()
 
     def user_ip(self, user: str) -> str:
-        """The user server's address on the users network, where the hub's proxy reaches it."""
-        network = f"{self.deployment.project}-users"
-        return harness.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
-                              self.deployment.user_container(user))
+        """The user server's address on its network (LabHub: its own; the reference: the shared
+        one), where the hub's proxy reaches it; this machine reaches every bridge network too."""
+        return harness.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                              self.deployment.user_container(user)).split()[0]
 
     def user_image(self, user: str) -> str:
         """The image a user's server runs, by name and id (another image carrying the same flavor
