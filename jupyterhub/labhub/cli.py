@@ -17,8 +17,7 @@ BACKUPS = "backups"
 
 def config_file() -> str:
     """The site copy of the hub config when the admin made one, else the shipped template."""
-    site = CONTEXT_DIR / CONFIG_FILE
-    return str(site if site.exists() else site.with_name(CONFIG_FILE + ".template"))
+    return str(settings.site_or_template(CONTEXT_DIR / CONFIG_FILE))
 
 
 def _refuse(problems: list[str]) -> None:

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from . import certs
+from . import certs, settings
 from .settings import Settings, SettingError
 
 REVERSE_PROXY_DIR = Path("/srv/jupyterhub/reverse-proxy")
@@ -31,8 +31,7 @@ RECHECK_SECONDS = 3600.0  # renews a self-made certificate / repeats expiry warn
 
 
 def static_config(reverse_proxy_dir: Path, s: Settings) -> str:
-    site = reverse_proxy_dir / STATIC_FILE
-    text = (site if site.exists() else site.with_name(STATIC_FILE + ".template")).read_text()
+    text = settings.site_or_template(reverse_proxy_dir / STATIC_FILE).read_text()
     tls = "\n# From .env (LABHUB_TLS): every router on websecure serves TLS.\n[entryPoints.websecure.http.tls]\n"
     if s.tls == "acme":
         tls += f'  certResolver = "acme"\n  [[entryPoints.websecure.http.tls.domains]]\n    main = {json.dumps(s.hostname)}\n'

@@ -30,6 +30,11 @@ LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
+def site_or_template(site: Path) -> Path:
+    """The admin's copy of a shipped file when there is one, else the shipped *.template."""
+    return site if site.exists() else site.with_name(site.name + ".template")
+
+
 class SettingError(SystemExit):
     """A setting is wrong; str() is the one line shown to the admin.
 
