@@ -137,6 +137,24 @@ def test_running_servers_stay_reachable_when_the_hub_container_is_made_anew(stac
     assert again.execute(again.start_kernel(), "6*7") == "42"
 
 
+def test_a_servers_network_outlives_it_until_the_hub_starts_again(stack, admin):
+    """The next start finds the network made and the hub on it; a hub start removes the networks
+    of servers that are not running."""
+    carla = harness.native_user(stack, admin, "carla")
+    carla.start_server()
+    (name,) = addresses(stack.user_container("carla"))
+    made = harness.docker("network", "inspect", "-f", "{{.Id}}", name)
+    carla.stop_server()
+    members = harness.docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", name).split()
+    hub = harness.docker("inspect", "-f", "{{.Name}}", service_container(stack, "hub")).lstrip("/")
+    assert members == [hub], members
+    carla.start_server()
+    assert harness.docker("network", "inspect", "-f", "{{.Id}}", name) == made
+    carla.stop_server()
+    stack.compose("up", "-d", "--wait", "--force-recreate", "hub")
+    assert harness.docker("network", "ls", "-q", "--filter", f"name=^{name}$") == ""
+
+
 def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
     bare = requests.Session()
     bare.trust_env, bare.verify = False, stack.ca_file
