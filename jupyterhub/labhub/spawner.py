@@ -7,10 +7,15 @@ backoff and random jitter (pauses of up to 0.2, 0.4, 0.8, 1.6, 3.2 s ...), so a 
 starting the container and that first question, so start() itself asks, every POLL_SECONDS, for
 up to PROMPT_SECONDS: JupyterHub's first question then finds the server up. A server slower than
 that is left to JupyterHub's own waiting (Spawner.http_timeout), exactly as before.
+
+DockerSpawner sends every engine call of every spawner through one worker thread, so when a
+class logs in at once, each container start (a few tenths of a second) waits for all those
+before it. The engine does many at once: this spawner gives the calls DOCKER_THREADS workers.
 """
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import dockerspawner
@@ -24,9 +29,16 @@ PROMPT_SECONDS = 20
 # timeout; the suggested wait is drawn from RETRY_SECONDS.
 SPAWNS_PER_CPU = 10
 RETRY_SECONDS = (10, 30)
+DOCKER_THREADS = 8
 
 
 class PromptDockerSpawner(dockerspawner.DockerSpawner):
+    _docker_calls = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
+
+    @property
+    def executor(self):
+        return self._docker_calls
+
     async def start(self):
         began = time.monotonic()
         ip, port = await super().start()

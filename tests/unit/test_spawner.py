@@ -3,6 +3,7 @@ machine's CPUs (the real spawn: tests/integration/test_spawn.py)."""
 
 import asyncio
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -62,3 +63,10 @@ def test_spawns_at_once_follow_the_cpus_and_the_rest_are_told_to_try_again_soon(
     assert c.JupyterHub.concurrent_spawn_limit == 2 * spawner.SPAWNS_PER_CPU
     low, high = c.JupyterHub.spawn_throttle_retry_range
     assert 0 < low < high <= 60  # JupyterHub's default suggests 30 to 60 seconds
+
+
+def test_engine_calls_of_several_spawns_run_side_by_side():
+    """DockerSpawner's own single worker would make a burst's container starts queue."""
+    calls = spawner.PromptDockerSpawner().executor
+    all_in = threading.Barrier(4, timeout=10)  # broken unless four calls run at once
+    assert all(f.result(timeout=20) is not None for f in [calls.submit(all_in.wait) for _ in range(4)])
