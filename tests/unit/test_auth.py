@@ -1,6 +1,7 @@
 """Each login method's configuration, as the hub would load it (the real logins run in
 tests/integration/test_auth_*.py)."""
 
+import asyncio
 import ssl
 import stat
 
@@ -177,3 +178,33 @@ def test_failed_logins_survive_a_restart(tmp_path):
     when = datetime(2026, 11, 22, 4, 30)
     store.save({"ann": {"count": 5, "time": when}})
     assert auth.FailedLogins(tmp_path / "failed-logins.json").load() == {"ann": {"count": 5, "time": when}}
+
+
+def test_a_native_password_is_hashed_while_the_hub_goes_on_serving(tmp_path, monkeypatch):
+    """bcrypt takes a quarter of a CPU-second on purpose; the hub's event loop runs meanwhile,
+    and the answers are upstream's: right password in, wrong one out and counted."""
+    from jupyterhub import orm
+    monkeypatch.setattr(auth.LabHubNativeAuthenticator, "failed_logins", auth.FailedLogins(tmp_path / "failed.json"))
+    native = auth.LabHubNativeAuthenticator(db=orm.new_session_factory("sqlite://")())
+    native.create_user("ann", "Lab-Notebook-2026").is_authorized = True
+
+    async def login(password):
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        name = await native.authenticate(None, {"username": "ann", "password": password})
+        ticker.cancel()
+        return name, ticks
+
+    name, ticks = asyncio.run(login("Lab-Notebook-2026"))
+    assert name == "ann" and ticks > 10  # the loop went on while bcrypt ran
+    assert asyncio.run(login("wrong-password-1"))[0] is None
+    assert native.login_attempts["ann"]["count"] == 1
+    assert "is_valid_password" not in vars(native.get_user("ann"))
