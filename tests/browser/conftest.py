@@ -47,9 +47,10 @@ def new_page(browser, stack):
         context.close()
 
 
-def _network_changed(error: Exception) -> bool:
+def _network_changed(error) -> bool:
     # Chromium drops requests in flight when the host's network interfaces change, which Docker
-    # does whenever it makes a network (each user server gets one): a person would just reload.
+    # does whenever it makes a network or starts a container (a new interface gets its IPv6
+    # address a second or two later): a person would just reload.
     return "ERR_NETWORK_CHANGED" in str(error)
 
 
@@ -78,23 +79,38 @@ def _dropped(page) -> bool:
     return page.url.startswith("chrome-error:")
 
 
-def open_lab(page, user, attempts=3):
+def _wait_for_launcher(page, dropped_requests) -> None:
+    try:
+        page.wait_for_selector(".jp-Launcher", timeout=30_000)
+    except PlaywrightError:
+        if dropped_requests:
+            raise
+        page.wait_for_selector(".jp-Launcher", timeout=90_000)  # a slow machine, nothing dropped
+
+
+def open_lab(page, user, attempts=5):
     """After logging in: choose the default flavor on the spawn form (shown when more than one
-    is built), then wait for JupyterLab. The spawn request is in flight while the hub makes the
-    server's network, so Chromium drops it (see above): then go on to the lab, as a person would."""
+    is built), then wait for JupyterLab. Chromium may drop the spawn request, the way to the lab,
+    or the scripts and API calls JupyterLab loads (see above; its launcher then never shows):
+    then go on to the lab again, as a person would reload."""
+    dropped_requests = []
+    page.on("requestfailed", lambda request: _network_changed(request.failure) and dropped_requests.append(request.url))
     for attempt in range(1, attempts + 1):
+        dropped_requests.clear()
         try:
+            if attempt > 1:
+                page.goto(f"/user/{user}/lab")  # where the spawn was taking us; its progress page if not ready
             page.wait_for_url(lambda url: "/hub/spawn" in url or f"/user/{user}/" in url or url.startswith("chrome-error:"),
                               timeout=120_000)
             if not _dropped(page) and ("/hub/spawn/" in page.url or page.url.endswith("/hub/spawn")):
                 page.click("form#spawn_form [type=submit]")
             page.wait_for_url(lambda url: f"/user/{user}/lab" in url or url.startswith("chrome-error:"), timeout=120_000)
             if not _dropped(page):
-                page.wait_for_selector(".jp-Launcher", timeout=120_000)
+                _wait_for_launcher(page, dropped_requests)
                 return
         except PlaywrightError as error:
-            if not _network_changed(error):
+            # (the spawn page also goes on to the lab by itself once the server is ready)
+            if not (_network_changed(error) or dropped_requests or "interrupted by another navigation" in str(error)):
                 raise
-        if attempt < attempts:
-            page.goto(f"/user/{user}/lab")  # where the spawn was taking us; its progress page if not ready
+        page.wait_for_timeout(2_000)  # the host's interfaces settle (a new one's IPv6 address)
     raise AssertionError(f"JupyterLab did not open for {user}: {page.url}")
