@@ -61,6 +61,7 @@ def test_spawns_at_once_follow_the_cpus_and_the_rest_are_told_to_try_again_soon(
     spawner.configure(c, SimpleNamespace(info=lambda: {"NCPU": 2}))
     assert c.JupyterHub.spawner_class is spawner.PromptDockerSpawner
     assert c.JupyterHub.concurrent_spawn_limit == 2 * spawner.SPAWNS_PER_CPU
+    assert spawner.PromptDockerSpawner.starting._value == 2 * spawner.STARTING_PER_CPU
     low, high = c.JupyterHub.spawn_throttle_retry_range
     assert 0 < low < high <= 60  # JupyterHub's default suggests 30 to 60 seconds
 
@@ -70,3 +71,31 @@ def test_engine_calls_of_several_spawns_run_side_by_side():
     calls = spawner.PromptDockerSpawner().executor
     all_in = threading.Barrier(4, timeout=10)  # broken unless four calls run at once
     assert all(f.result(timeout=20) is not None for f in [calls.submit(all_in.wait) for _ in range(4)])
+
+
+def test_servers_of_a_burst_start_a_few_at_a_time_and_none_is_refused(monkeypatch):
+    """With one start slot, the second server's container starts only once the first answers."""
+    started = []
+
+    async def container_start(self):  # DockerSpawner's part: the container runs, Python starts
+        started.append((self.user.name, time.monotonic()))
+        port = free_port()
+        asyncio.get_running_loop().call_later(0.5, lambda: Application([(r"/user/.*/api", Status)]).listen(port, "127.0.0.1"))
+        return "127.0.0.1", port
+
+    monkeypatch.setattr(spawner.dockerspawner.DockerSpawner, "start", container_start)
+    Status.code = 200
+
+    def server_of(name):
+        s = spawner.PromptDockerSpawner(start_timeout=60)
+        s.user = SimpleNamespace(name=name)
+        s.server = SimpleNamespace(base_url=f"/user/{name}/")
+        return s
+
+    async def burst():
+        spawner.PromptDockerSpawner.starting = asyncio.Semaphore(1)
+        return await asyncio.gather(*(server_of(name).start() for name in ("ann", "bob")))
+
+    assert len(asyncio.run(burst())) == 2
+    (first, began), (second, then) = started
+    assert then - began >= 0.5, started  # bob's container waited for ann's server to answer
