@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     print(table(report["results"], args.users))
     for name, figures in report["results"].items():
         print(f"{name} user image: {figures['user_image']}")
+        print(f"{name}, CPU-seconds during the {args.users} users' burst, by program: "
+              + ", ".join(f"{program} {seconds:.1f}" for program, seconds in figures["burst"]["cpu_seconds"].items()))
     print(f"\n(all figures: {out})")
     for problem in failed:
         print(f"FAILED: {problem}")

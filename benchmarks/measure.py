@@ -1,6 +1,8 @@
 """The measurements, each taken the way a user's browser meets the hub: HTTPS (and wss) through
 the setup's front door, logged in, following the spawn's progress events as the spawn page does."""
 
+import collections
+import os
 import statistics
 import threading
 import time
@@ -100,11 +102,27 @@ def proxy_overhead(setup: Setup, client: harness.HubClient, runs: int) -> dict:
     return result
 
 
+def cpu_seconds_by_program() -> collections.Counter:
+    """CPU-seconds every process on this machine has used (with its waited-for children), summed
+    by program name: taken before and after a burst, it shows where the machine's CPU went."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = collections.Counter()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process has gone
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        used[name] += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    return used
+
+
 def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
     """`users` people log in and start their servers at the same moment (their first start)."""
     names = [f"benchburst{i:02d}" for i in range(users)]
     for name in names:
         setup.prepare_user(admin, name)
+    cpu_before = cpu_seconds_by_program()
     go = threading.Barrier(users)
     results: dict[str, dict] = {}
 
@@ -124,8 +142,9 @@ def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
         t.start()
     for t in threads:
         t.join()
+    cpu = cpu_seconds_by_program() - cpu_before
     ok = [r for r in results.values() if r["ok"]]
-    return {"users": users, "succeeded": len(ok), "total": percentiles([r["total"] for r in ok]) if ok else None,
+    return {"cpu_seconds": dict(cpu.most_common(8)), "users": users, "succeeded": len(ok), "total": percentiles([r["total"] for r in ok]) if ok else None,
             "login": percentiles([r["login"] for r in ok]) if ok else None,
             "refusals": sum(r.get("refusals", 0) for r in ok),
             "errors": sorted({r["error"] for r in results.values() if not r["ok"]}), "names": names}
