@@ -13,7 +13,8 @@ all together makes each cost more (twenty at once on two cores: 0.95 CPU-seconds
 0.67 one per core), so every user waited for nearly the slowest. So STARTING_PER_CPU servers per
 CPU start at a time, and the others wait their turn (none is refused): the first are in within
 seconds, the last sooner than before. A server still starting after START_SLOT_SECONDS (a long
-bootstrap.sh) lets the next one begin.
+bootstrap.sh) lets the next one begin, and nobody waits more than QUEUE_SECONDS for a turn, so
+the queue never eats into a spawn's start_timeout (60 s) for long.
 
 DockerSpawner sends every engine call of every spawner through one worker thread, so when a
 class logs in at once, each container start (a few tenths of a second) waits for all those
@@ -37,7 +38,8 @@ PROMPT_SECONDS = 20
 SPAWNS_PER_CPU = 10
 RETRY_SECONDS = (10, 30)
 STARTING_PER_CPU = 1
-START_SLOT_SECONDS = 10
+START_SLOT_SECONDS = 3
+QUEUE_SECONDS = 15
 DOCKER_THREADS = 8
 
 
@@ -51,15 +53,27 @@ class PromptDockerSpawner(dockerspawner.DockerSpawner):
 
     async def start(self):
         began = time.monotonic()
-        async with self.starting:
+        has_turn = await self._wait_for_turn()
+        try:
             ip, port = await super().start()
             url = f"http://{ip}:{port}{self.server.base_url}api"
             # start() counts against Spawner.start_timeout: keep at least half of it in hand.
             budget = min(PROMPT_SECONDS, self.start_timeout / 2 - (time.monotonic() - began))
-            if await until_answers(url, min(budget, START_SLOT_SECONDS)):
-                return ip, port
-        await until_answers(url, budget - START_SLOT_SECONDS)
+            answered = await until_answers(url, min(budget, START_SLOT_SECONDS))
+        finally:
+            if has_turn:
+                self.starting.release()
+        if not answered:
+            await until_answers(url, budget - START_SLOT_SECONDS)
         return ip, port
+
+    async def _wait_for_turn(self) -> bool:
+        """Whether this start got one of the start slots (False: it waited QUEUE_SECONDS, and goes)."""
+        try:
+            await asyncio.wait_for(self.starting.acquire(), QUEUE_SECONDS)
+            return True
+        except TimeoutError:
+            return False
 
 
 async def until_answers(url: str, seconds: float) -> bool:

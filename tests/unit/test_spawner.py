@@ -99,3 +99,13 @@ def test_servers_of_a_burst_start_a_few_at_a_time_and_none_is_refused(monkeypatc
     assert len(asyncio.run(burst())) == 2
     (first, began), (second, then) = started
     assert then - began >= 0.5, started  # bob's container waited for ann's server to answer
+
+    # Nobody waits for a turn longer than QUEUE_SECONDS, even when no slot ever comes free.
+    async def no_slot_free():
+        spawner.PromptDockerSpawner.starting = asyncio.Semaphore(0)
+        return await server_of("cy").start()
+
+    monkeypatch.setattr(spawner, "QUEUE_SECONDS", 0.2)
+    started.clear()
+    assert asyncio.run(no_slot_free())
+    assert [name for name, _ in started] == ["cy"]
