@@ -144,10 +144,11 @@ def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
         t.join()
     cpu = cpu_seconds_by_program() - cpu_before
     ok = [r for r in results.values() if r["ok"]]
-    return {"cpu_seconds": dict(cpu.most_common(8)), "users": users, "succeeded": len(ok), "total": percentiles([r["total"] for r in ok]) if ok else None,
+    return {"users": users, "succeeded": len(ok), "total": percentiles([r["total"] for r in ok]) if ok else None,
             "login": percentiles([r["login"] for r in ok]) if ok else None,
             "refusals": sum(r.get("refusals", 0) for r in ok),
-            "errors": sorted({r["error"] for r in results.values() if not r["ok"]}), "names": names}
+            "errors": sorted({r["error"] for r in results.values() if not r["ok"]}), "names": names,
+            "cpu_seconds": dict(cpu.most_common(8))}
 
 
 def _cpu_seconds(container_id: str) -> float | None:
