@@ -18,11 +18,12 @@ import ssl
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
-import bcrypt
 from jupyterhub.handlers import BaseHandler
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.orm import UserInfo
 from tornado import web
 
 from .settings import DATA_DIR, SECRET_DIR, Settings, SettingError, fail
@@ -148,10 +149,12 @@ class LabHubNativeAuthenticator(NativeAuthenticator):
         user = self.get_user(data["username"])
         if user is None or not user.password:
             return await super().authenticate(handler, data)
-        password, stored = data["password"], user.password
-        verified = await asyncio.to_thread(bcrypt.checkpw, password.encode(), stored)
+        password = data["password"]
+        # Upstream's own check, on the stored hash read here: the database session stays in this thread.
+        stored = SimpleNamespace(password=user.password)
+        verified = await asyncio.to_thread(UserInfo.is_valid_password, stored, password)
         user.is_valid_password = lambda given: (verified if given == password
-                                                else type(user).is_valid_password(user, given))
+                                                else UserInfo.is_valid_password(user, given))
         try:
             return await super().authenticate(handler, data)
         finally:

@@ -45,7 +45,7 @@ DOCKER_THREADS = 8
 
 class PromptDockerSpawner(dockerspawner.DockerSpawner):
     _docker_calls = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
-    starting = asyncio.Semaphore(STARTING_PER_CPU)  # configure() sizes it for the engine's CPUs
+    starting: asyncio.Semaphore  # the start slots, made by configure() for the engine's CPUs
 
     @property
     def executor(self):
