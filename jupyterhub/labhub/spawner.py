@@ -97,4 +97,7 @@ def configure(c, engine: docker.DockerClient) -> None:
     c.JupyterHub.spawner_class = PromptDockerSpawner
     PromptDockerSpawner.starting = asyncio.Semaphore(STARTING_PER_CPU * cpus)
     c.JupyterHub.concurrent_spawn_limit = SPAWNS_PER_CPU * cpus
-    c.JupyterHub.spawn_throttle_retry_range = RETRY_SECONDS
+    # JupyterHub 6 reads the suggested wait from its tornado settings; its own
+    # spawn_throttle_retry_range trait is not configurable ("not recognized"), so it goes there.
+    c.JupyterHub.tornado_settings = {**c.JupyterHub.get("tornado_settings", {}),
+                                     "spawn_throttle_retry_range": RETRY_SECONDS}
