@@ -6,6 +6,7 @@ import os
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -117,9 +118,9 @@ def cpu_seconds_by_program() -> collections.Counter:
     return used
 
 
-def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
+def burst(setup: Setup, admin: harness.HubClient, users: int, prefix: str = "benchburst") -> dict:
     """`users` people log in and start their servers at the same moment (their first start)."""
-    names = [f"benchburst{i:02d}" for i in range(users)]
+    names = [f"{prefix}{i:02d}" for i in range(users)]
     for name in names:
         setup.prepare_user(admin, name)
     cpu_before = cpu_seconds_by_program()
@@ -149,6 +150,12 @@ def burst(setup: Setup, admin: harness.HubClient, users: int) -> dict:
             "refusals": sum(r.get("refusals", 0) for r in ok),
             "errors": sorted({r["error"] for r in results.values() if not r["ok"]}), "names": names,
             "cpu_seconds": dict(cpu.most_common(8))}
+
+
+def stop_servers(admin: harness.HubClient, users: list[str]) -> None:
+    """Stops these users' servers, so that what is measured next starts on a quiet machine."""
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda user: admin.for_user(user).stop_server(), users))
 
 
 def _cpu_seconds(container_id: str) -> float | None:

@@ -30,6 +30,11 @@ class Setup:
     def prepare_user(self, admin: harness.HubClient, user: str) -> None:
         """Makes the account, where accounts must be made before a login."""
 
+    def log_in_as_the_reference(self) -> bool:
+        """Switches to a login that hashes no password, as the reference's does; False where the
+        setup logs in so already."""
+        return False
+
     def login(self, user: str, password: str = PASSWORD) -> harness.HubClient:
         client = harness.HubClient(self.deployment)
         landed = client.login(user, password)
@@ -70,12 +75,27 @@ class LabHub(Setup):
 
     def __init__(self):
         self.deployment = harness.Deployment("labhubbench")
+        self.shared_password = None  # set once it logs in with the trial shared password
 
     def admin(self) -> harness.HubClient:
         return self.login("admin", self.deployment.admin_password())
 
     def prepare_user(self, admin: harness.HubClient, user: str) -> None:
-        harness.native_user(self.deployment, admin, user, PASSWORD)
+        if not self.shared_password:
+            harness.native_user(self.deployment, admin, user, PASSWORD)
+
+    def login(self, user: str, password: str = PASSWORD) -> harness.HubClient:
+        if self.shared_password and user != "admin":
+            password = self.shared_password
+        return super().login(user, password)
+
+    def log_in_as_the_reference(self) -> bool:
+        # LabHub's trial login: anyone with the shared password, nothing hashed (admins keep theirs).
+        self.shared_password = "benchmark-shared-2026"
+        (self.deployment.secret / "shared-password").write_text(self.shared_password + "\n")
+        self.deployment.set_env(auth="shared-password")
+        self.up()
+        return True
 
     def lab_image(self) -> str:
         # Built untagged: the shared tag labhub/jupyterlab-base:latest may meanwhile hold another

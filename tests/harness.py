@@ -181,6 +181,12 @@ class HubClient:
         other.server = server
         return other
 
+    def for_user(self, user: str) -> "HubClient":
+        """An admin's client, acting on another user's server (waiting for it, stopping it)."""
+        other = copy.copy(self)
+        other.user = user
+        return other
+
     def url(self, path: str) -> str:
         return self.base + path
 

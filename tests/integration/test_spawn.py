@@ -1,7 +1,6 @@
 """The whole path a user takes: log in through Traefik, get a JupyterLab container, run code over
 wss, keep files, and keep the server when the hub restarts."""
 
-import copy
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,9 +47,7 @@ def test_a_crowd_beyond_the_spawn_limit_is_told_when_to_try_again_and_then_serve
         return requests.post(admin.url(f"/hub/api/users/{name}/server"), headers={"Authorization": f"token {token}"},
                              verify=stack.ca_file, timeout=120)
 
-    servers = {name: copy.copy(admin) for name in names}  # the admin's view of each one's server
-    for name, server in servers.items():
-        server.user = name
+    servers = {name: admin.for_user(name) for name in names}
     try:
         with ThreadPoolExecutor(len(names)) as pool:
             answers = dict(zip(names, pool.map(ask, names)))
