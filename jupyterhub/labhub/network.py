@@ -7,8 +7,10 @@ The hub and its proxy reach each server at the server's address on that network.
 
 Each network gets a small subnet (a /29: gateway, hub and server) from LABHUB_USER_SUBNETS, so a
 lab is not limited by Docker's default address pools (about 30 networks per engine). A network
-outlives its server: the user's next start finds it made and the hub on it, which saves about a
-tenth of a second of every start; the hub's next start removes those left without a server.
+outlives its server for KEEP_SECONDS: the user's next start that day finds it made and the hub on
+it, which saves about a tenth of a second. Then it is removed (looked for at each spawn and stop),
+so that networks, bridges and the hub's interfaces do not pile up on a hub that runs for months;
+the hub's next start removes all those left without a server.
 
 With LABHUB_BLOCK_PRIVATE_NETWORKS=true, a server cannot reach private address ranges either (the
 lab's network, the host's addresses, a cloud's metadata address): just after the server's container
@@ -36,6 +38,7 @@ from .stack import USERS_NETWORK_LABEL, Stack
 
 log = logging.getLogger("JupyterHub")
 SUBNET_PREFIX = 29
+KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 # Run by the helper in the server's network namespace; HUB is the hub's address there.
@@ -102,7 +105,8 @@ class ServerNetworks:
     def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network):
         self.engine, self.stack, self.pool = engine, stack, pool
         self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
-        self.lock = threading.Lock()  # one subnet choice at a time
+        self.lock = threading.Lock()  # one subnet choice, or one removal, at a time
+        self.unused_since: dict[str, float] = {}  # kept network -> when its server stopped (monotonic)
 
     def front_ip(self) -> str:
         """The hub's address on its compose network, where Traefik reaches it."""
@@ -130,6 +134,7 @@ class ServerNetworks:
         """Makes the network with the hub on it, unless an earlier server left it; returns the
         hub's and the gateway's addresses there."""
         with self.lock:
+            self.unused_since.pop(name, None)
             try:
                 network = self.engine.networks.get(name)
             except NotFound:
@@ -137,6 +142,33 @@ class ServerNetworks:
             self._join(network)
         hub_ip = network.attrs["Containers"][self.hub.id]["IPv4Address"].split("/")[0]
         return hub_ip, network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def keep(self, name: str, since: float) -> None:
+        """The network's server stopped at `since`: the network waits KEEP_SECONDS for its next start."""
+        with self.lock:
+            self.unused_since[name] = since
+
+    def remove_unused(self, now: float) -> list[str]:
+        """Removes the kept networks whose server stopped KEEP_SECONDS or more before `now`, one at
+        a time (a start waits for one removal at most); returns their names."""
+        removed = []
+        with self.lock:
+            due = [(name, since) for name, since in self.unused_since.items() if now - since >= KEEP_SECONDS]
+        for name, since in due:
+            with self.lock:
+                if self.unused_since.get(name) != since:  # started again meanwhile
+                    continue
+                del self.unused_since[name]
+                try:
+                    network = self.engine.networks.get(name)
+                except NotFound:
+                    continue
+                if not set(network.attrs.get("Containers") or {}) - {self.hub.id}:
+                    self._remove(network)
+                    removed.append(name)
+        if removed:
+            log.info("Removed the networks of servers stopped a day ago or more: %s", ", ".join(removed))
+        return removed
 
     def guard(self, container_name: str, hub_ip: str) -> None:
         """Waits for the server's container to run, then shuts private ranges off inside it."""
@@ -190,18 +222,27 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
     networks = ServerNetworks(engine, stack, s.user_subnets)
     networks.recover()
 
-    guards = set()  # running guard tasks (the event loop keeps only weak references)
+    tasks = set()  # running background tasks (the event loop keeps only weak references)
+
+    def in_background(work, *args) -> None:
+        task = asyncio.create_task(asyncio.to_thread(work, *args))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def make_network(spawner):
         spawner.network_name = server_network(stack, spawner)
         hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
         if s.block_private_networks:
             spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
-            task = asyncio.create_task(asyncio.to_thread(networks.guard, spawner.container_name, hub_ip))
-            guards.add(task)
-            task.add_done_callback(guards.discard)
+            in_background(networks.guard, spawner.container_name, hub_ip)
+        in_background(networks.remove_unused, time.monotonic())
+
+    def keep_network(spawner):
+        networks.keep(server_network(stack, spawner), time.monotonic())
+        in_background(networks.remove_unused, time.monotonic())
 
     hooks.add_hook(c, "pre_spawn_hook", make_network)
+    hooks.add_hook(c, "post_stop_hook", keep_network)
     # The hub and its proxy reach servers at their address on their own network.
     c.DockerSpawner.use_internal_ip = True
     # The hub API answers on every server's network, where servers know it as `hub`; the proxy

@@ -155,6 +155,32 @@ def test_a_servers_network_outlives_it_until_the_hub_starts_again(stack, admin):
     assert harness.docker("network", "ls", "-q", "--filter", f"name=^{name}$") == ""
 
 
+# The hub's own removal of kept networks, run in its container on the real engine, a day later.
+REMOVE_A_DAY_LATER = """
+import sys, time, docker
+from labhub import network, settings, stack
+engine = docker.from_env()
+networks = network.ServerNetworks(engine, stack.own(engine), settings.load().user_subnets)
+networks.keep(sys.argv[1], time.monotonic())
+print(repr((networks.remove_unused(time.monotonic()), networks.remove_unused(time.monotonic() + network.KEEP_SECONDS))))
+"""
+
+
+def test_a_kept_network_is_removed_a_day_after_its_server_stopped(stack, admin):
+    dora = harness.native_user(stack, admin, "dora")
+    dora.start_server()
+    (name,) = addresses(stack.user_container("dora"))
+    dora.stop_server()
+    hub = service_container(stack, "hub")
+    now, a_day_later = ast.literal_eval(harness.docker("exec", hub, "python3", "-c", REMOVE_A_DAY_LATER, name))
+    assert (now, a_day_later) == ([], [name])
+    assert harness.docker("network", "ls", "-q", "--filter", f"name=^{name}$") == ""
+    assert name not in addresses(hub)
+    dora.start_server()  # the hub makes it anew
+    assert list(addresses(stack.user_container("dora"))) == [name]
+    dora.stop_server()
+
+
 def test_metrics_need_a_token_and_login_never_redirects_off_site(stack, admin):
     bare = requests.Session()
     bare.trust_env, bare.verify = False, stack.ca_file

@@ -44,7 +44,47 @@ def test_proxy_api_on_loopback_and_its_public_side_where_traefik_is(monkeypatch)
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
     assert c.JupyterHub.bind_url == "http://172.20.0.3:8000"
     assert (c.Spawner.hub_connect_url, c.JupyterHub.hub_connect_ip) == ("http://hub:8081", "127.0.0.1")
-    assert callable(c.Spawner.pre_spawn_hook)
+    assert callable(c.Spawner.pre_spawn_hook) and callable(c.Spawner.post_stop_hook)
+
+
+class FakeNetwork:
+    def __init__(self, name, containers):
+        self.name, self.removed = name, False
+        self.attrs = {"Containers": {c: {"IPv4Address": "10.213.0.2/29"} for c in containers},
+                      "IPAM": {"Config": [{"Gateway": "10.213.0.1"}]}}
+
+    def disconnect(self, container, force):
+        self.attrs["Containers"].pop(container.id)
+
+    def remove(self):
+        self.removed = True
+
+
+def kept_networks(**containers_by_name) -> tuple[network.ServerNetworks, dict]:
+    """ServerNetworks on an engine holding these networks (name -> ids of containers on it)."""
+    hub = SimpleNamespace(id="hub")
+    made = {name: FakeNetwork(name, ids) for name, ids in containers_by_name.items()}
+    engine = SimpleNamespace(containers=SimpleNamespace(get=lambda _: hub),
+                             networks=SimpleNamespace(get=lambda name: made[name]))
+    return network.ServerNetworks(engine, STACK, net("10.213.0.0/16")), made
+
+
+def test_a_stopped_servers_network_is_kept_a_day_then_removed():
+    networks, made = kept_networks(lab_user_jo=["hub"])
+    networks.keep("lab_user_jo", since=1000.0)
+    assert networks.remove_unused(1000.0 + network.KEEP_SECONDS - 1) == []
+    assert networks.remove_unused(1000.0 + network.KEEP_SECONDS) == ["lab_user_jo"]
+    assert made["lab_user_jo"].removed and made["lab_user_jo"].attrs["Containers"] == {}
+    assert networks.remove_unused(1000.0 + 2 * network.KEEP_SECONDS) == []  # once
+
+
+def test_a_network_used_again_is_not_removed():
+    networks, made = kept_networks(lab_user_jo=["hub"], lab_user_al=["hub", "al's server"])
+    networks.keep("lab_user_jo", since=0.0)
+    networks.keep("lab_user_al", since=0.0)
+    networks.create("lab_user_jo")  # jo starts again; al's server runs (a hub that missed its start)
+    assert networks.remove_unused(network.KEEP_SECONDS) == []
+    assert not made["lab_user_jo"].removed and not made["lab_user_al"].removed
 
 
 @pytest.mark.parametrize("value", ["10.213.0.0/29", "not-a-range", "fd00::/64"])
