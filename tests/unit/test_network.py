@@ -1,3 +1,4 @@
+import asyncio
 import ipaddress
 from types import SimpleNamespace
 
@@ -85,6 +86,23 @@ def test_a_network_used_again_is_not_removed():
     networks.create("lab_user_jo")  # jo starts again; al's server runs (a hub that missed its start)
     assert networks.remove_unused(network.KEEP_SECONDS) == []
     assert not made["lab_user_jo"].removed and not made["lab_user_al"].removed
+
+
+def test_a_servers_stop_starts_its_networks_day(monkeypatch):
+    kept, swept = [], []
+    for name, fake in {"__init__": lambda self, *a: None, "recover": lambda self: None,
+                       "front_ip": lambda self: "172.20.0.3", "keep": lambda self, name, since: kept.append(name),
+                       "remove_unused": lambda self, now: swept.append(now)}.items():
+        monkeypatch.setattr(network.ServerNetworks, name, fake)
+    c = Config()
+    network.configure(c, settings.load({}), STACK, None)
+
+    async def stop():
+        c.Spawner.post_stop_hook(SimpleNamespace(container_name="lab-user-jo"))
+        await asyncio.gather(*asyncio.all_tasks() - {asyncio.current_task()})  # the sweep, in a thread
+
+    asyncio.run(stop())
+    assert kept == ["lab_user-jo"] and len(swept) == 1
 
 
 @pytest.mark.parametrize("value", ["10.213.0.0/29", "not-a-range", "fd00::/64"])
