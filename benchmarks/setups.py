@@ -16,6 +16,7 @@ def rss_by_process(container: str) -> list[tuple[int, str]]:
 
 class Setup:
     name: str
+    user_password = PASSWORD
     deployment: harness.Deployment
     front: tuple[str, ...] = ()  # compose services in front of the hub's own proxy
 
@@ -35,7 +36,9 @@ class Setup:
         setup logs in so already."""
         return False
 
-    def login(self, user: str, password: str = PASSWORD) -> harness.HubClient:
+    def login(self, user: str, password: str | None = None) -> harness.HubClient:
+        """Logs the user in with `password`, by default the benchmark users' one."""
+        password = password or self.user_password
         client = harness.HubClient(self.deployment)
         landed = client.login(user, password)
         assert landed.ok and "/hub/login" not in landed.url, f"{self.name}: login of {user} failed ({landed.status_code})"
@@ -75,25 +78,20 @@ class LabHub(Setup):
 
     def __init__(self):
         self.deployment = harness.Deployment("labhubbench")
-        self.shared_password = None  # set once it logs in with the trial shared password
+        self.auth = "native"  # LABHUB_AUTH
 
     def admin(self) -> harness.HubClient:
         return self.login("admin", self.deployment.admin_password())
 
     def prepare_user(self, admin: harness.HubClient, user: str) -> None:
-        if not self.shared_password:
+        if self.auth == "native":
             harness.native_user(self.deployment, admin, user, PASSWORD)
-
-    def login(self, user: str, password: str = PASSWORD) -> harness.HubClient:
-        if self.shared_password and user != "admin":
-            password = self.shared_password
-        return super().login(user, password)
 
     def log_in_as_the_reference(self) -> bool:
         # LabHub's trial login: anyone with the shared password, nothing hashed (admins keep theirs).
-        self.shared_password = "benchmark-shared-2026"
-        (self.deployment.secret / "shared-password").write_text(self.shared_password + "\n")
-        self.deployment.set_env(auth="shared-password")
+        self.auth, self.user_password = "shared-password", "benchmark-shared-2026"
+        (self.deployment.secret / "shared-password").write_text(self.user_password + "\n")
+        self.deployment.set_env(auth=self.auth)
         self.up()
         return True
 

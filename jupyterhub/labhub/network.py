@@ -8,9 +8,10 @@ The hub and its proxy reach each server at the server's address on that network.
 Each network gets a small subnet (a /29: gateway, hub and server) from LABHUB_USER_SUBNETS, so a
 lab is not limited by Docker's default address pools (about 30 networks per engine). A network
 outlives its server for KEEP_SECONDS: the user's next start that day finds it made and the hub on
-it, which saves about a tenth of a second. Then it is removed (looked for at each spawn and stop),
-so that networks, bridges and the hub's interfaces do not pile up on a hub that runs for months;
-the hub's next start removes all those left without a server.
+it, which saves about a tenth of a second. Then it is removed (looked for whenever a server
+stops, which is how networks become unused), so that networks, bridges and the hub's interfaces
+do not pile up on a hub that runs for months; the hub's next start removes all those left without
+a server.
 
 With LABHUB_BLOCK_PRIVATE_NETWORKS=true, a server cannot reach private address ranges either (the
 lab's network, the host's addresses, a cloud's metadata address): just after the server's container
@@ -115,6 +116,10 @@ class ServerNetworks:
     def _labels(self) -> dict:
         return {USERS_NETWORK_LABEL: self.stack.project}
 
+    def _serves(self, network) -> bool:
+        """Whether a container besides the hub is on the network (whose attrs are fresh)."""
+        return bool(set(network.attrs.get("Containers") or {}) - {self.hub.id})
+
     def _join(self, network) -> None:
         """Puts the hub on the network (whose attrs are fresh) unless it is there."""
         if self.hub.id not in (network.attrs.get("Containers") or {}):
@@ -125,7 +130,7 @@ class ServerNetworks:
         """At hub start: join the networks of servers still running; remove those left empty."""
         for network in self.engine.networks.list(filters={"label": f"{USERS_NETWORK_LABEL}={self.stack.project}"}):
             network.reload()
-            if set(network.attrs.get("Containers") or {}) - {self.hub.id}:
+            if self._serves(network):
                 self._join(network)
             else:
                 self._remove(network)
@@ -163,7 +168,7 @@ class ServerNetworks:
                     network = self.engine.networks.get(name)
                 except NotFound:
                     continue
-                if not set(network.attrs.get("Containers") or {}) - {self.hub.id}:
+                if not self._serves(network):
                     self._remove(network)
                     removed.append(name)
         if removed:
@@ -235,7 +240,6 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
         if s.block_private_networks:
             spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
             in_background(networks.guard, spawner.container_name, hub_ip)
-        in_background(networks.remove_unused, time.monotonic())
 
     def keep_network(spawner):
         networks.keep(server_network(stack, spawner), time.monotonic())
