@@ -4,7 +4,6 @@ trust once; renewed before expiry), or one Traefik gets by ACME (nothing kept in
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .files import write_atomic
 from .settings import Settings, SettingError
 
 CA_NAME = "LabHub local CA"
@@ -39,12 +39,7 @@ def _now() -> datetime.datetime:
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    tmp.replace(path)  # atomic, so Traefik's file watcher never sees half a file
+    write_atomic(path, data, mode)  # so Traefik's file watcher never sees half a file
 
 
 def _pem_key(key) -> bytes:

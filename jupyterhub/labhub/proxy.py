@@ -10,11 +10,11 @@ fails the checks is not published: the previous one stays served and the log say
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
 from . import certs, settings
+from .files import write_atomic
 from .settings import Settings, SettingError
 
 REVERSE_PROXY_DIR = Path("/srv/jupyterhub/reverse-proxy")
@@ -55,10 +55,7 @@ def _write(path: Path, text: str) -> None:
     if path.exists() and path.read_text() == text:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600 if path.name == TLS_FILE else 0o644)
-    tmp.replace(path)
+    write_atomic(path, text, 0o600 if path.name == TLS_FILE else 0o644)
 
 
 def publish(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -> list[str]:

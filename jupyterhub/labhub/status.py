@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import docker
+from escapism import unescape
 
 from .gpu import ASSIGNED_LABEL
 from .stack import Stack
@@ -12,7 +13,7 @@ from .stack import Stack
 
 @dataclass(frozen=True)
 class Server:
-    user: str  # as escaped in container names
+    user: str  # as the user logs in (the container name has it escaped: ht-0 -> ht-2d0)
     name: str  # "" for the default server
     image: str
     started: datetime.datetime
@@ -37,8 +38,19 @@ def _gpus(container) -> str:
     return "all" if any(r.get("Count") == -1 for r in requests) else ""
 
 
-def _server(container, prefix: str) -> Server:
+def _owner(container, prefix: str) -> tuple[str, str]:
+    """The user and server name of a server's container. DockerSpawner (14.0) labels neither; it
+    names the container {prefix}-{escaped user}--{escaped, lowercased server name}, and JupyterHub
+    gives every server both names in its environment. Without those, the name is unescaped."""
+    env = dict(v.partition("=")[::2] for v in container.attrs.get("Config", {}).get("Env") or [])
+    if "JUPYTERHUB_USER" in env:
+        return env["JUPYTERHUB_USER"], env.get("JUPYTERHUB_SERVER_NAME", "")
     user, _, name = container.name.removeprefix(prefix).partition("--")
+    return unescape(user, escape_char="-"), unescape(name, escape_char="-")
+
+
+def _server(container, prefix: str) -> Server:
+    user, name = _owner(container, prefix)
     stats = container.stats(stream=False)  # one sample, against the engine's previous one
     memory = stats.get("memory_stats", {})
     started = datetime.datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")

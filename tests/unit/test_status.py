@@ -1,4 +1,5 @@
 import datetime
+from types import SimpleNamespace
 
 from labhub import status
 
@@ -20,3 +21,34 @@ def test_table_lists_each_server():
     assert lines[1].split() == ["alice", "-", "labhub/jupyterlab-base:latest", "1h", "15m", "12%", "512", "/", "4,096", "MiB", "-"]
     assert lines[2].split() == ["bob", "gpu", "labhub/jupyterlab-gpu:latest", "2d", "3h", "150%", "1,024", "/", "8,192", "MiB", "0,1"]
     assert lines[3] == "2 server(s) running"
+
+
+class Container(SimpleNamespace):
+    """A running server's container as docker-py lists it (inspected)."""
+
+    def __init__(self, name, env=()):
+        super().__init__(name=name, labels={}, image=SimpleNamespace(tags=["labhub/jupyterlab-base:latest"]),
+                         attrs={"Config": {"Env": ["PATH=/usr/bin", *env]}, "HostConfig": {},
+                                "State": {"StartedAt": "2026-11-22T11:00:00.123456789Z"}})
+
+    def stats(self, stream):
+        return {"cpu_stats": {"cpu_usage": {"total_usage": 0}}, "precpu_stats": {}, "memory_stats": {}}
+
+
+def listed(*containers):
+    engine = SimpleNamespace(containers=SimpleNamespace(list=lambda filters: list(containers)))
+    stack = SimpleNamespace(container_prefix="lab-user")
+    return [(s.user, s.name) for s in status.servers(engine, stack)]
+
+
+def test_users_and_servers_are_shown_by_their_own_names_not_as_escaped_in_container_names():
+    """DockerSpawner escapes the user in the container name (ht-0 -> ht-2d0) and lowercases the
+    server name; JupyterHub gives each server both names, as they are, in its environment."""
+    assert listed(
+        Container("lab-user-ht-2d0", ["JUPYTERHUB_USER=ht-0", "JUPYTERHUB_SERVER_NAME="]),
+        Container("lab-user-ann-2esmith--gpu-2drun", ["JUPYTERHUB_USER=ann.smith", "JUPYTERHUB_SERVER_NAME=GPU-run"]),
+    ) == [("ann.smith", "GPU-run"), ("ht-0", "")]
+
+
+def test_a_container_without_those_names_is_shown_by_its_unescaped_name():
+    assert listed(Container("lab-user-ht-2d0"), Container("lab-user-bob--gpu-2drun")) == [("bob", "gpu-run"), ("ht-0", "")]
