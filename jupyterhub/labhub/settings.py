@@ -1,15 +1,18 @@
 """Deployment settings: one table of every LABHUB_* setting, read from the environment.
 
 Compose hands the hub and its setup step the admin's `.env` (absent on a fresh clone, so every
-setting has a safe default here and nowhere else). Anything wrong becomes a SettingError whose
-message is one line naming the setting and the fix.
+setting has a safe default here; the compose files repeat the few they need, checked equal by a
+unit test). Anything wrong becomes a SettingError whose message is one line naming the setting and
+the fix.
 """
 
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PREFIX = "LABHUB_"
@@ -51,122 +54,10 @@ class SettingError(SystemExit):
 
 
 @dataclass(frozen=True)
-class Setting:
-    default: str
-    help: str
-
-
-# The one table of settings. .env.template documents each with the same default (a unit test
-# keeps the two in step); the README explains them by login method.
-SETTINGS = {
-    "HOSTNAME": Setting("localhost", "host name users type in the browser; the certificate is made for it"),
-    "HTTP_PORT": Setting("80", "host port for http://, which only redirects to https://"),
-    "HTTPS_PORT": Setting("443", "host port for https://"),
-    "TLS": Setting("auto", "certificate: auto (the lab's in secret/tls/ if there, else self-signed), " + ", ".join(TLS_MODES[1:])),
-    "ACME_EMAIL": Setting("", "acme: contact e-mail for the certificate authority (expiry notices)"),
-    "ACME_SERVER": Setting("https://acme-v02.api.letsencrypt.org/directory", "acme: the certificate authority's directory URL"),
-    "ACME_CHALLENGE": Setting("http-01", "acme: how the host proves it is reachable: " + ", ".join(ACME_CHALLENGES)),
-    "HUB_SSL": Setting("false", "true: no Traefik, the hub serves TLS itself on HTTPS_PORT (docker-compose.hub-ssl.yml sets it)"),
-    "AUTH": Setting("native", "login method: " + ", ".join(AUTH_METHODS)),
-    "ADMIN_USERS": Setting("admin", "comma-separated admin user names"),
-    "ALLOWED_USERS": Setting("", "comma-separated user names who may log in (github, oidc, ldap)"),
-    "NATIVE_TOTP": Setting("false", "true: users may protect their account with a TOTP code (native)"),
-    "GITHUB_ORGS": Setting("", "GitHub organizations, or org:team, whose members may log in"),
-    "OIDC_ISSUER": Setting("", "issuer URL of the OpenID Connect provider"),
-    "OIDC_USERNAME_CLAIM": Setting("preferred_username", "claim that holds the user name"),
-    "OIDC_GROUPS_CLAIM": Setting("groups", "claim that holds the user's groups"),
-    "OIDC_ALLOWED_GROUPS": Setting("", "comma-separated groups whose members may log in"),
-    "OIDC_ADMIN_GROUPS": Setting("", "comma-separated groups whose members are admins"),
-    "OIDC_EMAIL_DOMAIN": Setting("", "only e-mail addresses @ this domain may log in; the user name is the part before @"),
-    "OIDC_SCOPES": Setting("openid profile email", "scopes to ask for, space-separated"),
-    "LDAP_SERVER": Setting("", "LDAP server host name"),
-    "LDAP_PORT": Setting("", "LDAP port; default 389, or 636 with LDAP_TLS=ldaps"),
-    "LDAP_TLS": Setting("starttls", "TLS to the LDAP server: " + ", ".join(LDAP_TLS_MODES)),
-    "LDAP_BIND_DN_TEMPLATE": Setting("", "DN to bind as, with {username}, e.g. uid={username},ou=people,dc=example,dc=edu"),
-    "LDAP_SEARCH_BASE": Setting("", "where to search for the user's DN, instead of a template"),
-    "LDAP_USER_ATTRIBUTE": Setting("uid", "attribute that holds the user name, when searching"),
-    "LDAP_SEARCH_USER": Setting("", "DN to search as (password in secret/ldap-password); empty: anonymous"),
-    "LDAP_ALLOWED_GROUPS": Setting("", "group DNs whose members may log in, separated by ;"),
-    "LDAP_ADMIN_GROUPS": Setting("", "group DNs whose members are admins, separated by ;"),
-    "HOME_ROOT": Setting("", "host folder holding a home folder per user; empty: a Docker volume per user"),
-    "DATA_MOUNTS": Setting("", "host folders for every user, host:container[:ro|rw], comma-separated"),
-    "SHARED_DIR": Setting("", "host folder every user can write to, at ~/shared; its group is mapped in"),
-    "CLUSTER_DIR": Setting("", "host tree mounted read-only, with each user's own subfolder writable"),
-    "USER_IDS": Setting("shared", "shared: every user is uid 1000; per-user: each gets its own host uid"),
-    "FIRST_UID": Setting("20000", "first host uid given out with USER_IDS=per-user"),
-    "MEM_LIMIT": Setting("", "memory per server, e.g. 8G; empty: a quarter of the machine's"),
-    "CPU_LIMIT": Setting("", "CPUs per server, e.g. 2; empty: half of the machine's"),
-    "PIDS_LIMIT": Setting("4096", "processes and threads one server may run at once"),
-    "IDLE_TIMEOUT": Setting("3600", "seconds without activity before a server is stopped; 0: never"),
-    "NAMED_SERVERS": Setting("2", "named servers a user may run besides their default one; 0: none"),
-    "GPUS": Setting("auto", "GPUs for servers: " + ", ".join(GPU_MODES)),
-    "GPUS_PER_SERVER": Setting("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own"),
-    "GPU_SHARING": Setting("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free"),
-    "SUDO_USERS": Setting("", "comma-separated user names who may use sudo in their server (needs USER_IDS=shared)"),
-    "BLOCK_PRIVATE_NETWORKS": Setting("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)"),
-    "USER_SUBNETS": Setting("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each)"),
-}
-
-
-@dataclass(frozen=True)
 class DataMount:
     host: str
     container: str
     read_only: bool
-
-
-@dataclass(frozen=True)
-class Settings:
-    hostname: str
-    https_port: int
-    tls: str
-    acme_email: str
-    acme_server: str
-    acme_challenge: str
-    hub_ssl: bool
-    auth: str
-    admin_users: tuple[str, ...]
-    allowed_users: tuple[str, ...]
-    native_totp: bool
-    github_orgs: tuple[str, ...]
-    oidc_issuer: str
-    oidc_username_claim: str
-    oidc_groups_claim: str
-    oidc_allowed_groups: tuple[str, ...]
-    oidc_admin_groups: tuple[str, ...]
-    oidc_email_domain: str
-    oidc_scopes: tuple[str, ...]
-    ldap_server: str
-    ldap_port: int
-    ldap_tls: str
-    ldap_bind_dn_template: str
-    ldap_search_base: str
-    ldap_user_attribute: str
-    ldap_search_user: str
-    ldap_allowed_groups: tuple[str, ...]
-    ldap_admin_groups: tuple[str, ...]
-    home_root: str
-    data_mounts: tuple["DataMount", ...]
-    shared_dir: str
-    cluster_dir: str
-    user_ids: str
-    first_uid: int
-    mem_limit: str
-    cpu_limit: float | None
-    idle_timeout: int
-    named_servers: int
-    gpus: str
-    gpus_per_server: str
-    gpu_sharing: bool
-    pids_limit: int
-    sudo_users: tuple[str, ...]
-    user_subnets: ipaddress.IPv4Network
-    block_private_networks: bool
-
-    @property
-    def public_url(self) -> str:
-        port = "" if self.https_port == 443 else f":{self.https_port}"
-        return f"https://{self.hostname}{port}"
 
 
 def fail(name: str, problem: str, fix: str) -> SettingError:
@@ -182,6 +73,15 @@ class _Reader:
     def text(self, name: str) -> str:
         return self.raw[name]
 
+    def hostname(self, name: str) -> str:
+        value = self.raw[name].lower()
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", value):
+            raise fail(name, f"{value!r} is not a host name", "set it to e.g. labhub.example.edu")
+        return value
+
+    def domain(self, name: str) -> str:
+        return self.raw[name].lower().lstrip("@")
+
     def choice(self, name: str, choices, what: str) -> str:
         value = self.raw[name].lower()
         if value not in choices:
@@ -191,7 +91,7 @@ class _Reader:
     def flag(self, name: str) -> bool:
         return self.choice(name, ("true", "false"), "value") == "true"
 
-    def items(self, name: str, sep: str = ",") -> tuple[str, ...]:
+    def items(self, name: str, sep: str | None = ",") -> tuple[str, ...]:
         return tuple(dict.fromkeys(item.strip() for item in self.raw[name].split(sep) if item.strip()))
 
     def users(self, name: str) -> tuple[str, ...]:
@@ -232,6 +132,12 @@ class _Reader:
             raise fail(name, f"{value!r} is not a number from {low} to {high}", "set a number in that range")
         return int(value)
 
+    def gpu_count(self, name: str) -> str:
+        value = self.raw[name].lower()
+        if value != "all" and not (value.isdigit() and int(value) > 0):
+            raise fail(name, f"{value!r} is neither all nor a number of GPUs", "set all, or e.g. 1")
+        return value
+
     def size(self, name: str) -> str:
         value = self.raw[name].upper().removesuffix("B")
         if value and not re.fullmatch(r"[0-9]+[KMGT]?", value):
@@ -260,13 +166,116 @@ class _Reader:
                        "write e.g. 10.213.0.0/16, a range your lab's network does not use")
         return net
 
-    def port(self, name: str, default: int) -> int:
+    def port(self, name: str) -> int | None:
+        """None when empty (only a setting whose default is empty can be): load() fills it in."""
         value = self.raw[name]
         if not value:
-            return default
+            return None
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise fail(name, f"{value!r} is not a port number", "set a number from 1 to 65535, or leave it empty")
         return int(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: the raw default (as .env.template shows it), the help text, and how
+    the raw value becomes the Settings field: parse(reader, name)."""
+    default: str
+    help: str
+    parse: Callable[[_Reader, str], Any]
+
+
+def _row(default: str, help: str, parse, *args) -> Any:
+    """A Settings field that is a row of the table; parse is a _Reader method, given *args."""
+    return field(metadata={"setting": Setting(default, help, lambda r, name: parse(r, name, *args))})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The one table of settings: each field is LABHUB_<FIELD NAME>, with its default, help and
+    parser. .env.template documents each with the same default, and the compose files' ${...}
+    defaults agree with it (unit tests keep them in step); the README explains them by login
+    method. load() fills the fields."""
+    hostname: str = _row("localhost", "host name users type in the browser; the certificate is made for it",
+                         _Reader.hostname)
+    http_port: int = _row("80", "host port for http://, which only redirects to https://", _Reader.port)
+    https_port: int = _row("443", "host port for https://", _Reader.port)
+    tls: str = _row("auto", "certificate: auto (the lab's in secret/tls/ if there, else self-signed), " + ", ".join(TLS_MODES[1:]),
+                    _Reader.choice, TLS_MODES, "certificate mode")
+    acme_email: str = _row("", "acme: contact e-mail for the certificate authority (expiry notices)", _Reader.text)
+    acme_server: str = _row("https://acme-v02.api.letsencrypt.org/directory", "acme: the certificate authority's directory URL",
+                            _Reader.url)
+    acme_challenge: str = _row("http-01", "acme: how the host proves it is reachable: " + ", ".join(ACME_CHALLENGES),
+                               _Reader.choice, ACME_CHALLENGES, "challenge")
+    hub_ssl: bool = _row("false", "true: no Traefik, the hub serves TLS itself on HTTPS_PORT (docker-compose.hub-ssl.yml sets it)",
+                         _Reader.flag)
+    auth: str = _row("native", "login method: " + ", ".join(AUTH_METHODS), _Reader.choice, AUTH_METHODS, "login method")
+    admin_users: tuple[str, ...] = _row("admin", "comma-separated admin user names", _Reader.users)
+    allowed_users: tuple[str, ...] = _row("", "comma-separated user names who may log in (github, oidc, ldap)",
+                                          _Reader.users)
+    native_totp: bool = _row("false", "true: users may protect their account with a TOTP code (native)", _Reader.flag)
+    github_orgs: tuple[str, ...] = _row("", "GitHub organizations, or org:team, whose members may log in",
+                                        _Reader.items)
+    oidc_issuer: str = _row("", "issuer URL of the OpenID Connect provider", _Reader.url)
+    oidc_username_claim: str = _row("preferred_username", "claim that holds the user name", _Reader.text)
+    oidc_groups_claim: str = _row("groups", "claim that holds the user's groups", _Reader.text)
+    oidc_allowed_groups: tuple[str, ...] = _row("", "comma-separated groups whose members may log in", _Reader.items)
+    oidc_admin_groups: tuple[str, ...] = _row("", "comma-separated groups whose members are admins", _Reader.items)
+    oidc_email_domain: str = _row("", "only e-mail addresses @ this domain may log in; the user name is the part before @",
+                                  _Reader.domain)
+    oidc_scopes: tuple[str, ...] = _row("openid profile email", "scopes to ask for, space-separated",
+                                        _Reader.items, None)
+    ldap_server: str = _row("", "LDAP server host name", _Reader.text)
+    ldap_port: int = _row("", "LDAP port; default 389, or 636 with LDAP_TLS=ldaps", _Reader.port)
+    ldap_tls: str = _row("starttls", "TLS to the LDAP server: " + ", ".join(LDAP_TLS_MODES),
+                         _Reader.choice, LDAP_TLS_MODES, "TLS mode")
+    ldap_bind_dn_template: str = _row("", "DN to bind as, with {username}, e.g. uid={username},ou=people,dc=example,dc=edu",
+                                      _Reader.text)
+    ldap_search_base: str = _row("", "where to search for the user's DN, instead of a template", _Reader.text)
+    ldap_user_attribute: str = _row("uid", "attribute that holds the user name, when searching", _Reader.text)
+    ldap_search_user: str = _row("", "DN to search as (password in secret/ldap-password); empty: anonymous",
+                                 _Reader.text)
+    ldap_allowed_groups: tuple[str, ...] = _row("", "group DNs whose members may log in, separated by ;",
+                                                _Reader.items, ";")
+    ldap_admin_groups: tuple[str, ...] = _row("", "group DNs whose members are admins, separated by ;",
+                                              _Reader.items, ";")
+    home_root: str = _row("", "host folder holding a home folder per user; empty: a Docker volume per user",
+                          _Reader.host_path)
+    data_mounts: tuple[DataMount, ...] = _row("", "host folders for every user, host:container[:ro|rw], comma-separated",
+                                              _Reader.data_mounts)
+    shared_dir: str = _row("", "host folder every user can write to, at ~/shared; its group is mapped in",
+                           _Reader.host_path)
+    cluster_dir: str = _row("", "host tree mounted read-only, with each user's own subfolder writable",
+                            _Reader.host_path)
+    user_ids: str = _row("shared", "shared: every user is uid 1000; per-user: each gets its own host uid",
+                         _Reader.choice, USER_ID_MODES, "mode")
+    first_uid: int = _row("20000", "first host uid given out with USER_IDS=per-user", _Reader.number, 1001, 2**31 - 2)
+    mem_limit: str = _row("", "memory per server, e.g. 8G; empty: a quarter of the machine's", _Reader.size)
+    cpu_limit: float | None = _row("", "CPUs per server, e.g. 2; empty: half of the machine's", _Reader.cpus)
+    pids_limit: int = _row("4096", "processes and threads one server may run at once", _Reader.number, 64, 10**6)
+    idle_timeout: int = _row("3600", "seconds without activity before a server is stopped; 0: never",
+                             _Reader.number, 0, 10**7)
+    named_servers: int = _row("2", "named servers a user may run besides their default one; 0: none",
+                              _Reader.number, 0, 100)
+    gpus: str = _row("auto", "GPUs for servers: " + ", ".join(GPU_MODES), _Reader.choice, GPU_MODES, "GPU mode")
+    gpus_per_server: str = _row("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own",
+                                _Reader.gpu_count)
+    gpu_sharing: bool = _row("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free", _Reader.flag)
+    sudo_users: tuple[str, ...] = _row("", "comma-separated user names who may use sudo in their server (needs USER_IDS=shared)",
+                                       _Reader.users)
+    block_private_networks: bool = _row("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)",
+                                        _Reader.flag)
+    user_subnets: ipaddress.IPv4Network = _row("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each)",
+                                               _Reader.subnet, 28)
+
+    @property
+    def public_url(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.hostname}{port}"
+
+
+# The table by setting name (LABHUB_ left off), in the order of the fields.
+SETTINGS: dict[str, Setting] = {f.name.upper(): f.metadata["setting"] for f in fields(Settings)}
 
 
 def unknown(environ) -> list[str]:
@@ -279,89 +288,28 @@ def unknown(environ) -> list[str]:
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Reads and validates every LABHUB_* setting; raises SettingError on the first problem.
 
-    This checks each value's form; whether the chosen login method has what it needs is
-    labhub.auth.check's job."""
+    This checks each value's form, then how the values fit together; whether the chosen login
+    method has what it needs is labhub.auth.check's job."""
     environ = os.environ if environ is None else environ
     for problem in unknown(environ):
         raise SettingError(problem)
     r = _Reader(environ)
+    s = Settings(**{name.lower(): setting.parse(r, name) for name, setting in SETTINGS.items()})
 
-    hostname = r.text("HOSTNAME").lower()
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", hostname):
-        raise fail("HOSTNAME", f"{hostname!r} is not a host name", "set it to e.g. labhub.example.edu")
-    tls, hub_ssl = r.choice("TLS", TLS_MODES, "certificate mode"), r.flag("HUB_SSL")
-    acme_email = r.text("ACME_EMAIL")
-    if tls == "acme":
-        if hub_ssl:
+    if s.tls == "acme":
+        if s.hub_ssl:
             raise fail("TLS", "acme needs Traefik, which the hub-direct mode leaves out",
                        "set provided or self-signed, or start with docker-compose.yml alone")
-        if hostname == "localhost" or re.fullmatch(r"[0-9.]+", hostname):
-            raise fail("HOSTNAME", f"acme cannot certify {hostname!r}", "set the host's public DNS name")
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", acme_email):
-            raise fail("ACME_EMAIL", f"{acme_email!r} is not an e-mail address", "set the admin's, e.g. it-lab@example.edu")
-    admins = r.users("ADMIN_USERS")
-    if not admins:
+        if s.hostname == "localhost" or re.fullmatch(r"[0-9.]+", s.hostname):
+            raise fail("HOSTNAME", f"acme cannot certify {s.hostname!r}", "set the host's public DNS name")
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", s.acme_email):
+            raise fail("ACME_EMAIL", f"{s.acme_email!r} is not an e-mail address", "set the admin's, e.g. it-lab@example.edu")
+    if not s.admin_users:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
-    domain = r.text("OIDC_EMAIL_DOMAIN").lower().lstrip("@")
-    ldap_tls = r.choice("LDAP_TLS", LDAP_TLS_MODES, "TLS mode")
-    r.port("HTTP_PORT", 80)  # only compose uses it; checked here so a typo gets one line
-    gpus_per_server = r.text("GPUS_PER_SERVER").lower()
-    if gpus_per_server != "all" and not (gpus_per_server.isdigit() and int(gpus_per_server) > 0):
-        raise fail("GPUS_PER_SERVER", f"{gpus_per_server!r} is neither all nor a number of GPUs", "set all, or e.g. 1")
-    home_root = r.host_path("HOME_ROOT")
-    user_ids = r.choice("USER_IDS", USER_ID_MODES, "mode")
-    if user_ids == "per-user" and not home_root:
+    if s.user_ids == "per-user" and not s.home_root:
         raise fail("USER_IDS", "per-user ids need home folders on the host",
                    "set LABHUB_HOME_ROOT too (Docker volumes cannot be owned per user)")
-    sudo_users = r.users("SUDO_USERS")
-    if sudo_users and user_ids == "per-user":
+    if s.sudo_users and s.user_ids == "per-user":
         raise fail("SUDO_USERS", "sudo needs the image's own user (per-user ids have no account in the image)",
                    "leave it empty, or set LABHUB_USER_IDS=shared")
-
-    return Settings(
-        hostname=hostname,
-        https_port=r.port("HTTPS_PORT", 443),
-        tls=tls,
-        acme_email=acme_email,
-        acme_server=r.url("ACME_SERVER"),
-        acme_challenge=r.choice("ACME_CHALLENGE", ACME_CHALLENGES, "challenge"),
-        hub_ssl=hub_ssl,
-        auth=r.choice("AUTH", AUTH_METHODS, "login method"),
-        admin_users=admins,
-        allowed_users=r.users("ALLOWED_USERS"),
-        native_totp=r.flag("NATIVE_TOTP"),
-        github_orgs=r.items("GITHUB_ORGS"),
-        oidc_issuer=r.url("OIDC_ISSUER"),
-        oidc_username_claim=r.text("OIDC_USERNAME_CLAIM"),
-        oidc_groups_claim=r.text("OIDC_GROUPS_CLAIM"),
-        oidc_allowed_groups=r.items("OIDC_ALLOWED_GROUPS"),
-        oidc_admin_groups=r.items("OIDC_ADMIN_GROUPS"),
-        oidc_email_domain=domain,
-        oidc_scopes=tuple(r.text("OIDC_SCOPES").split()),
-        ldap_server=r.text("LDAP_SERVER"),
-        ldap_port=r.port("LDAP_PORT", 636 if ldap_tls == "ldaps" else 389),
-        ldap_tls=ldap_tls,
-        ldap_bind_dn_template=r.text("LDAP_BIND_DN_TEMPLATE"),
-        ldap_search_base=r.text("LDAP_SEARCH_BASE"),
-        ldap_user_attribute=r.text("LDAP_USER_ATTRIBUTE"),
-        ldap_search_user=r.text("LDAP_SEARCH_USER"),
-        ldap_allowed_groups=r.items("LDAP_ALLOWED_GROUPS", sep=";"),
-        ldap_admin_groups=r.items("LDAP_ADMIN_GROUPS", sep=";"),
-        home_root=home_root,
-        data_mounts=r.data_mounts("DATA_MOUNTS"),
-        shared_dir=r.host_path("SHARED_DIR"),
-        cluster_dir=r.host_path("CLUSTER_DIR"),
-        user_ids=user_ids,
-        first_uid=r.number("FIRST_UID", 1001, 2**31 - 2),
-        mem_limit=r.size("MEM_LIMIT"),
-        cpu_limit=r.cpus("CPU_LIMIT"),
-        idle_timeout=r.number("IDLE_TIMEOUT", 0, 10**7),
-        named_servers=r.number("NAMED_SERVERS", 0, 100),
-        gpus=r.choice("GPUS", GPU_MODES, "GPU mode"),
-        gpus_per_server=gpus_per_server,
-        gpu_sharing=r.flag("GPU_SHARING"),
-        pids_limit=r.number("PIDS_LIMIT", 64, 10**6),
-        sudo_users=sudo_users,
-        user_subnets=r.subnet("USER_SUBNETS", 28),
-        block_private_networks=r.flag("BLOCK_PRIVATE_NETWORKS"),
-    )
+    return replace(s, ldap_port=s.ldap_port or (636 if s.ldap_tls == "ldaps" else 389))

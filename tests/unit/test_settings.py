@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import pytest
 
 from labhub import settings
@@ -51,3 +54,35 @@ def test_env_template_documents_every_setting_with_its_default():
     documented = dict(line.lstrip("#").split("=", 1) for line in text.splitlines()
                       if line.startswith("#LABHUB_"))
     assert documented == {settings.PREFIX + name: s.default for name, s in settings.SETTINGS.items()}
+
+
+def test_settings_fields_and_the_table_correspond_one_to_one():
+    names = [f.name for f in dataclasses.fields(settings.Settings)]
+    assert [name.upper() for name in names] == list(settings.SETTINGS)
+    assert set(vars(settings.load({}))) == set(names)
+
+
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.hub-ssl.yml", "docker-compose.jlabs.yml")
+# ${LABHUB_X:-default} or ${LABHUB_X-default}: the default when .env does not set X.
+COMPOSE_DEFAULT = re.compile(r"\$\{(LABHUB_\w+)(:?-)([^}]*)\}")
+# A default of its own mode: the hub-direct overlay sets LABHUB_HUB_SSL=true and serves on 8000
+# (README: Hub-direct mode), so its HTTPS_PORT default differs from the table's on purpose.
+MODE_DEFAULTS = {("docker-compose.hub-ssl.yml", "HTTPS_PORT"): "8000"}
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_defaults_agree_with_the_table(name):
+    """Compose repeats a default where it needs a value (a port to publish, a variable handed on),
+    and each must be the table's. An empty default counts only where the table's is empty too:
+    `${LABHUB_X:-}` hands on "", which load() would read as the default, but Traefik (which
+    reads some of them itself) and an admin reading `docker compose config` would not."""
+    text = (settings.Path(__file__).parents[2] / name).read_text()
+    found = COMPOSE_DEFAULT.findall(text)
+    assert len(found) == text.count("${LABHUB_"), f"{name}: every ${{LABHUB_...}} needs a default (:-)"
+    for variable, _, default in found:
+        setting = variable.removeprefix(settings.PREFIX)
+        assert setting in settings.SETTINGS, f"{name}: {variable} is no setting"
+        expected = MODE_DEFAULTS.get((name, setting), settings.SETTINGS[setting].default)
+        assert default == expected, f"{name}: ${{{variable}:-{default}}}, but the default is {expected!r}"
+    if name == "docker-compose.hub-ssl.yml":
+        assert 'LABHUB_HUB_SSL: "true"' in text  # what MODE_DEFAULTS relies on
