@@ -224,8 +224,9 @@ class HubClient:
         assert r.status_code in (202, 204), r.text
 
     def request_server(self, **options) -> requests.Response:
-        """Asks the hub to start this server with these user options (e.g. image=<title>)."""
-        return self.api("POST", self._server_api, json=options)
+        """Asks the hub to start this server with these user options (e.g. image=<title>); with
+        none, a plain start with no body, as the admin page's (the last start's options again)."""
+        return self.api("POST", self._server_api, json=options or None)
 
     def start_server(self, timeout=180, **options) -> dict:
         r = self.request_server(**options)

@@ -12,13 +12,13 @@ the settings, with its secrets read from secret/.
 import asyncio
 import json
 import logging
-import os
 import secrets
 import ssl
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from jupyterhub.handlers import BaseHandler
 from nativeauthenticator import NativeAuthenticator
@@ -26,7 +26,11 @@ from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 
+from .files import write_atomic
 from .settings import DATA_DIR, SECRET_DIR, Settings, SettingError, fail
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 ADMIN_PASSWORDS = "admin-passwords"
 SHARED_PASSWORD = "shared-password"
@@ -119,10 +123,8 @@ class FailedLogins:
                 for name, a in json.loads(self.path.read_text()).items()}
 
     def save(self, attempts: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({name: {"count": a["count"], "time": a["time"].isoformat()}
-                                   for name, a in attempts.items()}))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({name: {"count": a["count"], "time": a["time"].isoformat()}
+                                            for name, a in attempts.items()}))
 
 
 class LabHubNativeAuthenticator(NativeAuthenticator):
@@ -358,8 +360,9 @@ def needs_admin_passwords(s: Settings) -> bool:
     return s.auth in ("native", "shared-password")
 
 
-def configure(c, s: Settings, secret_dir: Path = SECRET_DIR, environ=None) -> None:
-    check(s, secret_dir, os.environ if environ is None else environ)
+def configure(c, ctx: "HubContext") -> None:
+    s, secret_dir = ctx.settings, ctx.secret_dir
+    check(s, secret_dir, ctx.environ)
     c.Authenticator.admin_users = set(s.admin_users)
     # Who may log in is what the settings say today: someone taken off LABHUB_ALLOWED_USERS or
     # out of an allowed group is refused, even though the hub has seen them before.

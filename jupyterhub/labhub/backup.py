@@ -29,6 +29,7 @@ from pathlib import Path
 
 import docker
 
+from .files import atomic
 from .settings import DATA_DIR, DATABASE, SITE_DIR, Settings, SettingError
 from .stack import Stack
 
@@ -37,8 +38,8 @@ MANIFEST = "manifest.json"
 # The admin's own files: git-ignored copies of the templates, settings and secrets.
 SITE_FILES = (".env", "jupyterhub/context/jupyterhub_config.py", "jupyterhub/context/bootstrap.sh",
               "reverse-proxy/traefik.toml")
-SITE_TREES = ("secret",)
-SITE_IGNORED = ("secret/README.md",)  # shipped with every clone
+SITE_TREES = ("secret", "jupyterhub/context/jupyterhub_config.d")
+SITE_IGNORED = ("secret/README.md", "jupyterhub/context/jupyterhub_config.d/site.py.template")  # in every clone
 HELPER_ROOT = "/labhub-backup"
 
 
@@ -168,11 +169,10 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
     """Writes the archive into the folder `output`; returns its path."""
     output.mkdir(parents=True, exist_ok=True)
     path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
-    partial = path.with_suffix(".tar.partial")
-    partial.touch(mode=0o600)  # it holds keys and passwords
     mounts, users = _areas(engine, stack, s, shared)
-    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
-            tempfile.TemporaryDirectory() as tmp:
+    with atomic(path, 0o600) as archive, \
+            tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar, \
+            tempfile.TemporaryDirectory() as tmp:  # the archive holds keys and passwords: 0o600
         out = _Writer(tar)
         database = _database_copy(Path(tmp))
         if database:
@@ -199,13 +199,12 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
         info = tarfile.TarInfo(MANIFEST)
         info.size, info.mtime = len(data), int(datetime.datetime.now().timestamp())
         tar.addfile(info, io.BytesIO(data))
-    os.replace(partial, path)
     return path
 
 
 def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer) -> None:
-    helper = engine.containers.run(stack.hub_image, ["sleep", "infinity"], entrypoint=[], mounts=mounts,
-                                   network_mode="none", detach=True, labels={"org.labhub.helper": "backup"})
+    helper = stack.run_helper(engine, ["sleep", "infinity"], entrypoint=[], mounts=mounts, detach=True,
+                              remove=False, labels={"org.labhub.helper": "backup"})
     try:
         areas = sorted({m["Target"].removeprefix(HELPER_ROOT + "/").split("/")[0] for m in mounts})
         sizes = helper.exec_run(["du", "-sbc", *areas], workdir=HELPER_ROOT).output.decode().split()
@@ -304,9 +303,7 @@ def _members(archive: Path, area: str, into: str):
 
 def restore(engine: docker.DockerClient, stack: Stack, archive: Path, force: bool) -> dict:
     """Puts everything in the archive back; refuses to overwrite anything without force."""
-    hub = engine.containers.list(filters={"label": [f"com.docker.compose.project={stack.project}",
-                                                    "com.docker.compose.service=hub"]})
-    if hub:
+    if stack.hub_containers(engine):
         raise SettingError("the hub is running; stop it first with `docker compose stop hub` (user servers may keep running)")
     manifest = verify(archive)
     if not force and (taken := occupied(engine, stack, manifest)):
@@ -331,13 +328,11 @@ def restore(engine: docker.DockerClient, stack: Stack, archive: Path, force: boo
 
 def _restore_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".restoring")
-    with tar.extractfile(member) as source, open(tmp, "wb") as sink:
+    with tar.extractfile(member) as source, atomic(path, member.mode) as sink:
         shutil.copyfileobj(source, sink, 1 << 20)
-    os.chown(tmp, member.uid, member.gid)
-    os.chmod(tmp, member.mode)
-    os.utime(tmp, (member.mtime, member.mtime))
-    os.replace(tmp, path)
+        sink.flush()  # before the times are set
+        os.fchown(sink.fileno(), member.uid, member.gid)
+        os.utime(sink.fileno(), (member.mtime, member.mtime))
 
 
 def _restore_area(engine, stack: Stack, archive: Path, area: str, manifest: dict) -> None:

@@ -2,8 +2,13 @@
 as the user, just before their server starts. So it sees exactly the home the user sees, holds up
 no one else's login or spawn, and needs nothing from the hub."""
 
+from typing import TYPE_CHECKING
+
+from . import hooks
 from .network import WAIT_FOR_GUARD
-from .stack import Stack
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 CONTEXT_MOUNT = "/opt/labhub/context"  # the site's jupyterhub/context, read-only
 
@@ -29,8 +34,8 @@ exec "$@"
 """
 
 
-def configure(c, stack: Stack) -> None:
-    c.DockerSpawner.volumes = {**c.DockerSpawner.get("volumes", {}), stack.context_dir: {"bind": CONTEXT_MOUNT, "mode": "ro"}}
+def configure(c, ctx: "HubContext") -> None:
+    hooks.merge(c, "volumes", {ctx.stack.context_dir: {"bind": CONTEXT_MOUNT, "mode": "ro"}})
     c.DockerSpawner.cmd = ["sh", "-c", START, "labhub-start", "jupyterhub-singleuser"]
     # bootstrap.sh may clone repositories: give the first start time for it.
     c.Spawner.http_timeout = 150

@@ -8,7 +8,6 @@ the admin's copies of the templates, the Docker engine (the hub logs these at st
 ports (the admin command only: a running LabHub holds its own).
 """
 
-import ast
 import fnmatch
 import importlib.metadata
 import stat
@@ -19,7 +18,8 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, gpu, images, resources, settings, storage
+from . import auth, context, images, resources, settings, siteconfig
+from .context import EngineFacts
 from .settings import Settings, SettingError, fail
 from .stack import Stack
 
@@ -54,13 +54,13 @@ def load_settings(environ) -> tuple[Settings | None, list[str]]:
 def site_files(site_dir: Path) -> list[str]:
     """The admin's copies of the templates must at least parse."""
     problems = []
-    hub_config = site_dir / "jupyterhub/context/jupyterhub_config.py"
-    if hub_config.exists():
+    former_copy = site_dir / "jupyterhub/context" / siteconfig.FORMER_COPY
+    if former_copy.exists():
         try:
-            ast.parse(hub_config.read_bytes(), str(hub_config))
-        except SyntaxError as error:
-            problems.append(f"jupyterhub/context/jupyterhub_config.py: line {error.lineno}: {error.msg}; fix it, "
-                            "or remove the file to use jupyterhub_config.py.template")
+            problems.append(siteconfig.former_copy_advice(former_copy))
+        except SettingError as error:  # the copy does not parse
+            problems.append(str(error))
+    problems += siteconfig.site_file_problems(site_dir / "jupyterhub/context")
     traefik = site_dir / "reverse-proxy/traefik.toml"
     if traefik.exists():
         try:
@@ -94,19 +94,14 @@ def config(environ, secret_dir: Path) -> tuple[Settings | None, list[str]]:
     return s, problems
 
 
-def _api_version(engine: docker.DockerClient) -> tuple[int, ...]:
-    return tuple(int(part) for part in engine.version()["ApiVersion"].split("."))
-
-
-def flavor_versions(engine: docker.DockerClient) -> dict[str, str]:
+def flavor_versions(engine: docker.DockerClient, stack: Stack) -> dict[str, str]:
     """image -> the jupyterhub version installed in it, for every built flavor (looked at all at
     once: each look starts a container)."""
     script = "import importlib.metadata as m; print(m.version('jupyterhub'))"
 
     def version(ref: str) -> str:
         try:
-            return engine.containers.run(ref, ["python3", "-c", script], entrypoint=[], network_mode="none",
-                                         remove=True).decode().strip()
+            return stack.run_helper(engine, ["python3", "-c", script], image=ref, entrypoint=[]).decode().strip()
         except docker.errors.DockerException:
             return "none"
 
@@ -115,46 +110,42 @@ def flavor_versions(engine: docker.DockerClient) -> dict[str, str]:
         return dict(zip(refs, pool.map(version, refs)))
 
 
-def engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
-    """What the Docker engine must offer: its API version, the host folders, GPUs, user images."""
-    problems = []
-    have, need = _api_version(engine), MIN_DOCKER_API
+def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFacts, s: Settings) -> list[str]:
+    """What the Docker engine must offer, beyond what its probes found wrong (facts.errors): its API
+    version, the shared folder's mode, enough GPUs, user images that match the hub."""
+    have, need = facts.api_version, MIN_DOCKER_API
     if have < need:
-        problems.append(f"Docker engine: API {'.'.join(map(str, have))} is older than {'.'.join(map(str, need))} "
-                        "(Docker Engine 20.10), which LabHub needs; upgrade Docker")
-        return problems
-    try:
-        folders = storage.probe_host_folders(engine, stack, s)
-    except SettingError as error:
-        problems.append(str(error))
-    else:
-        shared = folders.get(s.shared_dir)
-        if shared and shared.mode & SHARED_DIR_MODE != SHARED_DIR_MODE:
-            problems.append(str(fail("SHARED_DIR", f"{s.shared_dir} has mode {shared.mode:o}, not setgid and "
-                                                   "group-writable, so users could not edit each other's files",
-                                     f"run `sudo ./host-setup shared-folder {s.shared_dir} <group>`")))
-    try:
-        devices = gpu.available(engine, stack, s)
-    except SettingError as error:
-        problems.append(str(error))
-    else:
-        if devices and s.gpus_per_server.isdigit() and int(s.gpus_per_server) > len(devices):
-            problems.append(str(fail("GPUS_PER_SERVER", f"{s.gpus_per_server} GPUs per server, but the engine "
-                                                        f"offers {len(devices)}", f"set it to {len(devices)} or less")))
-    mem, cpus = resources.site_limits(engine, s)
+        return [f"Docker engine: API {'.'.join(map(str, have))} is older than {'.'.join(map(str, need))} "
+                "(Docker Engine 20.10), which LabHub needs; upgrade Docker"]
+    problems = []
+    shared = facts.folders.get(s.shared_dir)
+    if shared and shared.mode & SHARED_DIR_MODE != SHARED_DIR_MODE:
+        problems.append(str(fail("SHARED_DIR", f"{s.shared_dir} has mode {shared.mode:o}, not setgid and "
+                                               "group-writable, so users could not edit each other's files",
+                                 f"run `sudo ./host-setup shared-folder {s.shared_dir} <group>`")))
+    devices = facts.gpus
+    if devices and s.gpus_per_server.isdigit() and int(s.gpus_per_server) > len(devices):
+        problems.append(str(fail("GPUS_PER_SERVER", f"{s.gpus_per_server} GPUs per server, but the engine "
+                                                    f"offers {len(devices)}", f"set it to {len(devices)} or less")))
+    mem, cpus = resources.site_limits(facts, s)
     problems += _collected(images.Catalog, engine, False, mem, cpus)
     hub_version = importlib.metadata.version("jupyterhub")
-    for ref, version in flavor_versions(engine).items():
+    for ref, version in flavor_versions(engine, stack).items():
         if version != hub_version:
             problems.append(f"image {ref}: has jupyterhub {version}, the hub {hub_version}, so its servers may "
                             "fail to start; rebuild it (see README, User images: the constraint on jupyterhub)")
     return problems
 
 
-def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings, environ) -> list[str]:
+def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+    """`labhub check`'s look at the engine: what its probes find wrong, then engine_problems."""
+    facts = context.probe(engine, stack, s)
+    return [str(error) for error in facts.errors] + engine_problems(engine, stack, facts, s)
+
+
+def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
     """The host ports Traefik is to publish must be free, or be this LabHub's own."""
-    http_port = environ.get(settings.PREFIX + "HTTP_PORT") or settings.SETTINGS["HTTP_PORT"].default
-    ports = {"HTTP_PORT": int(http_port), "HTTPS_PORT": s.https_port}
+    ports = {"HTTP_PORT": s.http_port, "HTTPS_PORT": s.https_port}
     ours = set()
     for container in engine.containers.list(filters={"label": f"com.docker.compose.project={stack.project}"}):
         for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
@@ -164,8 +155,8 @@ def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings, enviro
               " s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
               " try: s.bind(('0.0.0.0',int(p)))\n except OSError: print(p)\n s.close()")
     try:
-        taken = engine.containers.run(stack.hub_image, ["python3", "-c", script, *map(str, ports.values())],
-                                      network_mode="host", remove=True).decode().split()
+        taken = stack.run_helper(engine, ["python3", "-c", script, *map(str, ports.values())],
+                                 network_mode="host").decode().split()
     except APIError as error:
         return [f"Docker engine: cannot test the host's ports ({error.explanation}); check them by hand"]
     return [str(fail(name, f"port {port} is already taken by another program",

@@ -5,19 +5,14 @@ import argparse
 import datetime
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from . import auth, certs, checks, proxy, settings
-from .settings import CONTEXT_DIR, SECRET_DIR, SITE_DIR, SettingError
+from .settings import SECRET_DIR, SITE_DIR, SettingError
 
-CONFIG_FILE = "jupyterhub_config.py"
+# LabHub's own JupyterHub config file, in the hub image: it calls labhub.hub.configure.
+HUB_CONFIG = Path("/srv/jupyterhub/jupyterhub_config.py")
 BACKUPS = "backups"
-
-
-def config_file() -> str:
-    """The site copy of the hub config when the admin made one, else the shipped template."""
-    return str(settings.site_or_template(CONTEXT_DIR / CONFIG_FILE))
 
 
 def _refuse(problems: list[str]) -> None:
@@ -50,11 +45,7 @@ def proxy_config(_args) -> None:
 
 
 def hub(_args) -> None:
-    # JupyterHub loads only files named *.py, so the template is reached through a link.
-    link = Path(tempfile.mkdtemp(prefix="labhub-")) / CONFIG_FILE
-    link.symlink_to(config_file())
-    print(f"labhub hub: config {config_file()}", flush=True)
-    os.execvp("jupyterhub", ["jupyterhub", "-f", str(link)])
+    os.execvp("jupyterhub", ["jupyterhub", "-f", str(HUB_CONFIG)])
 
 
 def _engine():
@@ -71,7 +62,7 @@ def check(_args) -> None:
     if s:
         problems += certs.problems(SECRET_DIR, s)
         engine, lab = _engine()
-        problems += checks.engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s, os.environ)
+        problems += checks.probed_engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s)
     for problem in problems:
         print(problem)
     print(f"labhub check: {len(problems)} problem(s)" if problems else "labhub check: no problems found")

@@ -9,8 +9,13 @@ capabilities, less raw sockets and device nodes. Root there is still confined by
 own container, network, limits and mounts; it reaches nothing new on the host.
 """
 
+from typing import TYPE_CHECKING
+
 from . import hooks
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 SUDO_GID = "27"  # Debian's `sudo` group (base-passwd), which the LabHub images give sudo without a password
 CONFINED = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
@@ -22,5 +27,5 @@ def host_config(s: Settings, username: str) -> dict:
     return {**(SUDOER if username in s.sudo_users else CONFINED), "pids_limit": s.pids_limit}
 
 
-def configure(c, s: Settings) -> None:
-    hooks.merge(c, "extra_host_config", lambda spawner: host_config(s, spawner.user.name))
+def configure(c, ctx: "HubContext") -> None:
+    hooks.merge(c, "extra_host_config", lambda spawner: host_config(ctx.settings, spawner.user.name))

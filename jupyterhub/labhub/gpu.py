@@ -5,6 +5,7 @@ server of a GPU flavor N devices of its own from the free ones, released when it
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import docker
 from docker.types import DeviceRequest
@@ -13,19 +14,21 @@ from . import hooks
 from .settings import Settings, fail
 from .stack import Stack
 
+if TYPE_CHECKING:
+    from .context import HubContext
+
 log = logging.getLogger("JupyterHub")
 ASSIGNED_LABEL = "org.labhub.gpus"  # on each container given devices of its own
 
 
-def detect(engine: docker.DockerClient, stack: Stack) -> list[str]:
-    """The engine's GPU indexes: none without the NVIDIA runtime; else what nvidia-smi lists in a
-    throwaway container given all GPUs (the runtime brings nvidia-smi into any image)."""
-    if "nvidia" not in engine.info().get("Runtimes", {}):
+def detect(info: dict, engine: docker.DockerClient, stack: Stack) -> list[str]:
+    """The engine's GPU indexes: none without the NVIDIA runtime (in the engine's info); else what
+    nvidia-smi lists in a throwaway container given all GPUs (the runtime brings nvidia-smi in)."""
+    if "nvidia" not in info.get("Runtimes", {}):
         return []
     try:
-        out = engine.containers.run(stack.hub_image, ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                                    device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])],
-                                    network_mode="none", remove=True)
+        out = stack.run_helper(engine, ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                               device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])])
     except docker.errors.DockerException as e:
         log.warning("The engine has the NVIDIA runtime, but listing GPUs failed: %s", e)
         return []
@@ -61,9 +64,9 @@ def _server_key(spawner) -> str:
     return f"{spawner.user.name}/{spawner.name}"
 
 
-def available(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
     """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal."""
-    devices = [] if s.gpus == "off" else detect(engine, stack)
+    devices = [] if s.gpus == "off" else detect(info, engine, stack)
     if s.gpus == "on" and not devices:
         raise fail("GPUS", "on, but the Docker engine offers no NVIDIA GPU",
                    "install the NVIDIA driver and container toolkit, or set it to auto")
@@ -72,8 +75,9 @@ def available(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[st
     return devices
 
 
-def configure(c, s: Settings, devices: list[str], engine: docker.DockerClient, catalog) -> None:
+def configure(c, ctx: "HubContext") -> None:
     """Adds device requests to the spawner's host config, where there are devices."""
+    s, devices, catalog = ctx.settings, ctx.facts.gpus, ctx.catalog
     if not devices:
         return
     if s.gpus_per_server == "all":
@@ -81,7 +85,7 @@ def configure(c, s: Settings, devices: list[str], engine: docker.DockerClient, c
         return
 
     pool = GpuPool(devices, int(s.gpus_per_server), s.gpu_sharing)
-    for container in engine.containers.list(filters={"label": ASSIGNED_LABEL}):  # after a hub restart
+    for container in ctx.engine.containers.list(filters={"label": ASSIGNED_LABEL}):  # after a hub restart
         labels = container.labels
         pool.held[labels["org.labhub.server"]] = labels[ASSIGNED_LABEL].split(",")
 

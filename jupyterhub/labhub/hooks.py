@@ -1,6 +1,7 @@
-"""Spawner settings that several concerns add to (storage, networks, container limits, GPUs):
-each hook runs, in the order added, and DockerSpawner's per-server dicts take every concern's keys.
-A plain assignment would silently drop what an earlier section set."""
+"""The one rule by which several concerns (storage, networks, container limits, GPUs, bootstrap,
+culling) add to the same spawner setting: a plain assignment would silently drop what an earlier
+step set, so every dict or list trait they share is added to with merge, and every hook with
+add_hook."""
 
 import inspect
 
@@ -21,20 +22,28 @@ def add_hook(c, name: str, hook) -> None:
     setattr(c.Spawner, name, both)
 
 
-def _value(item, spawner) -> dict:
-    return item(spawner) if callable(item) else item
-
-
-def _merged(first: dict, second: dict) -> dict:
-    merged = dict(first)
+def merged(first, second):
+    """Lists are joined; dicts take the second's keys, their list values joined likewise."""
+    if isinstance(first, list) and isinstance(second, list):
+        return first + second
+    result = dict(first)
     for key, value in second.items():
-        merged[key] = merged[key] + value if isinstance(value, list) and isinstance(merged.get(key), list) else value
-    return merged
+        result[key] = merged(result[key], value) if isinstance(value, list) and isinstance(result.get(key), list) \
+            else value
+    return result
 
 
-def merge(c, name: str, extra) -> None:
-    """c.DockerSpawner.<name> (e.g. extra_host_config) gets extra's keys: lists (group_add,
-    device_requests, ...) are joined, other values replaced. extra is a dict or a function of the
-    spawner giving one; everything is evaluated per server, in the order added."""
-    previous = c.DockerSpawner.get(name, {})
-    setattr(c.DockerSpawner, name, lambda spawner: _merged(_value(previous, spawner), _value(extra, spawner)))
+def merge(c, name: str, extra, section: str = "DockerSpawner") -> None:
+    """c.<section>.<name> (a dict or list trait: volumes, mounts, environment, extra_host_config,
+    ...) gets extra added by merged(). extra is a value, or a function of the spawner giving one
+    (only for traits that take functions, e.g. extra_host_config): then the trait becomes a function
+    too, evaluated per server with every addition in the order made."""
+    config = getattr(c, section)
+    previous = config.get(name, [] if isinstance(extra, list) else {})
+    if callable(previous) or callable(extra):
+        def value(item, spawner):
+            return item(spawner) if callable(item) else item
+
+        setattr(config, name, lambda spawner: merged(value(previous, spawner), value(extra, spawner)))
+    else:
+        setattr(config, name, merged(previous, extra))

@@ -6,10 +6,15 @@ name them, looked up again for each spawn so a newly built flavor needs no hub r
 import html
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import docker
+from tornado import web
 
 from .settings import SettingError
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 FLAVOR_LABEL = "org.labhub.flavor"
 TITLE_LABEL = "org.opencontainers.image.title"
@@ -53,6 +58,25 @@ def built_flavors(client: docker.DockerClient) -> dict[str, Flavor]:
             mem_limit=labels.get(MEM_LABEL, ""),
             cpu_limit=float(labels[CPU_LABEL]) if labels.get(CPU_LABEL) else None)
     return found
+
+
+def _asked_now(spawner) -> bool:
+    """Whether the request starting this server carries options (a form, a JSON body, query
+    arguments), as against a plain start that reuses the options of the last one."""
+    handler = getattr(spawner, "handler", None)
+    if handler is None:
+        return False
+    request = handler.request
+    return request.body.strip() not in (b"", b"{}") or bool(set(request.query_arguments) - {"next", "display_name"})
+
+
+def configure(c, ctx: "HubContext") -> None:
+    """The flavors offered, and what the chosen one gets (applied when it is chosen, at each start)."""
+    catalog = ctx.catalog
+    c.DockerSpawner.image = catalog.default_image
+    c.DockerSpawner.allowed_images = catalog.allowed_images
+    c.DockerSpawner.options_form = catalog.options_form
+    c.Spawner.apply_user_options = catalog.apply_user_options
 
 
 class Catalog:
@@ -104,11 +128,23 @@ class Catalog:
         """Memory and CPUs for a server of this flavor: its own, else the site's."""
         return flavor.mem_limit or self.mem_limit, flavor.cpu_limit or self.cpu_limit
 
-    def mem_limit_for(self, spawner) -> str:
-        return self.limits(self.chosen(spawner))[0]
-
-    def cpu_limit_for(self, spawner) -> float:
-        return self.limits(self.chosen(spawner))[1]
+    def apply_user_options(self, spawner, user_options: dict) -> None:
+        """JupyterHub's hook for the user's choice, run at each start before the container is made:
+        the chosen flavor's image and limits. A choice that is not offered (any more) is forgotten:
+        a start that asks for it now is refused; one that reuses it from an earlier start (an
+        admin's plain start, or a flavor the admin has since removed) gets the default flavor."""
+        choice = user_options.get("image")
+        if choice is not None and choice not in self.usable():
+            remembered = {k: v for k, v in user_options.items() if k != "image"}
+            spawner.orm_spawner.user_options = remembered
+            if _asked_now(spawner):
+                raise web.HTTPError(400, f"{choice!r} is not offered here; choose one of {', '.join(self.usable())}")
+            spawner.log.warning("%s: the remembered choice %r is not offered any more; starting the default, %s",
+                                spawner._log_name, choice, next(iter(self.usable())))
+            user_options.pop("image")
+        flavor = self.chosen(spawner)
+        spawner.image = flavor.ref
+        spawner.mem_limit, spawner.cpu_limit = self.limits(flavor)
 
     def options_form(self, spawner) -> str:
         """The spawn form: one choice per flavor with its description and limits; GPU flavors are

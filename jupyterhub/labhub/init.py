@@ -18,7 +18,7 @@ ASKED = ("HOSTNAME", "AUTH", "ADMIN_USERS", "TLS", "HOME_ROOT", "SHARED_DIR", "D
 # Secrets the login methods read: option -> (file in secret/, or oauth.env's variable).
 SECRETS = {"shared_password": auth.SHARED_PASSWORD, "ldap_password": auth.LDAP_PASSWORD}
 OAUTH = {"oauth_client_id": "OAUTH_CLIENT_ID", "oauth_client_secret": "OAUTH_CLIENT_SECRET"}
-TEMPLATES = ("jupyterhub/context/jupyterhub_config.py", "reverse-proxy/traefik.toml")
+TEMPLATES = ("jupyterhub/context/jupyterhub_config.d/site.py", "reverse-proxy/traefik.toml")
 
 
 def add_arguments(parser) -> None:
@@ -31,8 +31,8 @@ def add_arguments(parser) -> None:
         parser.add_argument("--" + option.replace("_", "-"), dest=option, metavar="VALUE",
                             help=f"written to secret/{SECRETS.get(option, auth.OAUTH_ENV)} (mode 0600)")
     parser.add_argument("--copy-templates", action="store_true",
-                        help="also make the copies jupyterhub_config.py and traefik.toml to edit (they then "
-                             "win over the templates, also over updated ones)")
+                        help="also make the copies jupyterhub_config.d/site.py (the hub's own settings, added "
+                             "to LabHub's) and traefik.toml (wins over the template, also over updated ones) to edit")
     parser.add_argument("--yes", action="store_true", help="ask nothing: defaults for what is not given")
     parser.add_argument("--force", action="store_true", help="replace existing site files (each kept as .bak)")
 

@@ -28,14 +28,17 @@ import logging
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
 from . import hooks
-from .settings import Settings
 from .stack import USERS_NETWORK_LABEL, Stack
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 log = logging.getLogger("JupyterHub")
 SUBNET_PREFIX = 29
@@ -191,9 +194,8 @@ class ServerNetworks:
                 return
             time.sleep(0.2)
         try:
-            self.engine.containers.run(self.stack.hub_image, ["sh", "-c", GUARD_RULES], environment={"HUB": hub_ip},
-                                       network_mode=f"container:{container.id}", cap_drop=["ALL"],
-                                       cap_add=["NET_ADMIN"], remove=True)
+            self.stack.run_helper(self.engine, ["sh", "-c", GUARD_RULES], environment={"HUB": hub_ip},
+                                  network_mode=f"container:{container.id}", cap_drop=["ALL"], cap_add=["NET_ADMIN"])
         except docker.errors.DockerException as e:  # the server then refuses to start
             log.error("Could not shut private networks off for %s: %s", container_name, e)
 
@@ -222,9 +224,10 @@ class ServerNetworks:
             log.warning("Could not remove network %s: %s", network.name, e)
 
 
-def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None:
+def configure(c, ctx: "HubContext") -> None:
     """Per-server networks, the hub reachable as `hub` on each, the proxy's API on loopback."""
-    networks = ServerNetworks(engine, stack, s.user_subnets)
+    s, stack = ctx.settings, ctx.stack
+    networks = ServerNetworks(ctx.engine, stack, s.user_subnets)
     networks.recover()
 
     tasks = set()  # running background tasks (the event loop keeps only weak references)
@@ -238,7 +241,7 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
         spawner.network_name = server_network(stack, spawner)
         hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
         if s.block_private_networks:
-            spawner.environment = {**spawner.environment, "LABHUB_GUARD_PROBE": gateway}
+            spawner.environment = hooks.merged(spawner.environment, {"LABHUB_GUARD_PROBE": gateway})
             in_background(networks.guard, spawner.container_name, hub_ip)
 
     def keep_network(spawner):

@@ -24,10 +24,15 @@ before it. The engine does many at once: this spawner gives the calls DOCKER_THR
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-import docker
 import dockerspawner
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from . import hooks
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 POLL_SECONDS = 0.05
 PROMPT_SECONDS = 20
@@ -92,12 +97,17 @@ async def until_answers(url: str, seconds: float) -> bool:
     return False
 
 
-def configure(c, engine: docker.DockerClient) -> None:
-    cpus = engine.info()["NCPU"]
+def configure(c, ctx: "HubContext") -> None:
+    cpus, s = ctx.facts.cpus, ctx.settings
     c.JupyterHub.spawner_class = PromptDockerSpawner
+    c.DockerSpawner.prefix = ctx.stack.container_prefix
+    c.DockerSpawner.remove = True
+    c.Spawner.default_url = "/lab"
+    # Besides the default server, a few named ones (e.g. one per project or image).
+    c.JupyterHub.allow_named_servers = s.named_servers > 0
+    c.JupyterHub.named_server_limit_per_user = s.named_servers
     PromptDockerSpawner.starting = asyncio.Semaphore(STARTING_PER_CPU * cpus)
     c.JupyterHub.concurrent_spawn_limit = SPAWNS_PER_CPU * cpus
     # JupyterHub 6 reads the suggested wait from its tornado settings; its own
     # spawn_throttle_retry_range trait is not configurable ("not recognized"), so it goes there.
-    c.JupyterHub.tornado_settings = {**c.JupyterHub.get("tornado_settings", {}),
-                                     "spawn_throttle_retry_range": RETRY_SECONDS}
+    hooks.merge(c, "tornado_settings", {"spawn_throttle_retry_range": RETRY_SECONDS}, section="JupyterHub")

@@ -22,6 +22,16 @@ class Stack:
     hub_image: str  # the hub's own image id, for short-lived helper containers
     context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
 
+    def run_helper(self, engine: docker.DockerClient, command: list[str], image: str = "", **options):
+        """Runs a short-lived helper container of the hub's image (or image) and returns its output:
+        no network and removed when done, unless options say otherwise."""
+        return engine.containers.run(image or self.hub_image, command, **{"network_mode": "none", "remove": True, **options})
+
+    def hub_containers(self, engine: docker.DockerClient) -> list:
+        """This LabHub's hub container, if it runs (the admin command's view of it)."""
+        return engine.containers.list(filters={"label": [f"com.docker.compose.project={self.project}",
+                                                         "com.docker.compose.service=hub"]})
+
     @property
     def container_prefix(self) -> str:
         return f"{self.project}-user"

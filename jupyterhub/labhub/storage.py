@@ -9,16 +9,20 @@ sees the host's file system and never changes ownership of anything that exists.
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import APIError
 
 from . import hooks
+from .files import write_atomic
 from .settings import DATA_DIR, Settings, fail
 from .stack import Stack
+
+if TYPE_CHECKING:
+    from .context import HubContext
 
 HOME = "/home/jovyan"
 SHARED_MOUNT = f"{HOME}/shared"
@@ -51,8 +55,7 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -
         return {}
     mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
     try:
-        out = engine.containers.run(stack.hub_image, ["stat", "-c", "%g %a", *(m["Target"] for m in mounts)],
-                                    mounts=mounts, network_mode="none", remove=True)
+        out = stack.run_helper(engine, ["stat", "-c", "%g %a", *(m["Target"] for m in mounts)], mounts=mounts)
     except APIError as e:
         missing = next((path for path in folders if path in str(e)), None)
         if missing is None:
@@ -74,39 +77,36 @@ class UserIds:
     def __call__(self, username: str) -> int:
         if username not in self.ids:
             self.ids[username] = max(self.ids.values(), default=self.first_uid - 1) + 1
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.ids, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self.ids, indent=1, sort_keys=True))
         return self.ids[username]
 
 
 def _make_folders(engine, stack: Stack, root: str, names: list[str], uid: int, gid: int) -> None:
     """Makes root/name for each missing name, owned by uid:gid; existing folders are left alone."""
     script = 'for d; do [ -d "$d" ] || install -d -o "$U" -g "$G" -m 0700 "$d"; done'
-    engine.containers.run(stack.hub_image, ["sh", "-c", script, "sh", *(f"/root-folder/{n}" for n in names)],
-                          environment={"U": str(uid), "G": str(gid)},
-                          mounts=[docker.types.Mount("/root-folder", root, type="bind")],
-                          network_mode="none", remove=True)
+    stack.run_helper(engine, ["sh", "-c", script, "sh", *(f"/root-folder/{n}" for n in names)],
+                     environment={"U": str(uid), "G": str(gid)},
+                     mounts=[docker.types.Mount("/root-folder", root, type="bind")])
 
 
-def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None:
-    folders = probe_host_folders(engine, stack, s)
+def configure(c, ctx: "HubContext") -> None:
+    s, stack = ctx.settings, ctx.stack
     user_ids = UserIds(s.first_uid) if s.user_ids == "per-user" else None
 
     mounts = [_bind(m.host, m.container, m.read_only) for m in s.data_mounts]
     if s.home_root:
         mounts.append(_bind(f"{s.home_root}/{{username}}", HOME))
     else:
-        c.DockerSpawner.volumes = {stack.home_volume: HOME}
+        hooks.merge(c, "volumes", {stack.home_volume: HOME})
     if s.shared_dir:
         mounts.append(_bind(s.shared_dir, SHARED_MOUNT))
         # Every user gets the shared folder's host group (as is, never a group made up in the
         # image); the folder's setgid bit and default ACL make what they create there the group's.
-        hooks.merge(c, "extra_host_config", {"group_add": [str(folders[s.shared_dir].gid)]})
+        hooks.merge(c, "extra_host_config", {"group_add": [str(ctx.facts.folders[s.shared_dir].gid)]})
     if s.cluster_dir:
         mounts.append(_bind(s.cluster_dir, s.cluster_dir, read_only=True))
         mounts.append(_bind(f"{s.cluster_dir}/{{username}}", f"{s.cluster_dir}/{{username}}"))
-    c.DockerSpawner.mounts = mounts
+    hooks.merge(c, "mounts", mounts)
 
     def uid(spawner) -> int:
         return user_ids(spawner.escaped_name) if user_ids else IMAGE_UID
@@ -115,13 +115,12 @@ def configure(c, s: Settings, stack: Stack, engine: docker.DockerClient) -> None
     hooks.merge(c, "extra_create_kwargs", lambda spawner: {"user": f"{uid(spawner)}:{IMAGE_GID}"})
     if user_ids:
         # Without a passwd entry for the uid, Docker would set HOME=/.
-        c.DockerSpawner.environment = {"HOME": HOME}
+        hooks.merge(c, "environment", {"HOME": HOME})
 
     roots = [root for root in (s.home_root, s.cluster_dir) if root]
     if roots:
         async def make_own_folders(spawner):
             for root in roots:
-                await asyncio.to_thread(_make_folders, engine, stack, root, [spawner.escaped_name],
-                                        uid(spawner), IMAGE_GID)
+                await asyncio.to_thread(_make_folders, ctx.engine, stack, root, [spawner.escaped_name], uid(spawner), IMAGE_GID)
 
         hooks.add_hook(c, "pre_spawn_hook", make_own_folders)

@@ -16,8 +16,7 @@ from .stack import Stack
 
 def stop_hub(engine: docker.DockerClient, stack: Stack) -> bool:
     """Stops this LabHub's hub container, if running; True if it was."""
-    running = engine.containers.list(filters={"label": [f"com.docker.compose.project={stack.project}",
-                                                        "com.docker.compose.service=hub"]})
+    running = stack.hub_containers(engine)
     for hub in running:
         hub.stop(timeout=30)
     return bool(running)

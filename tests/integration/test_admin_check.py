@@ -35,7 +35,7 @@ def fresh(site):
     for path in site.secret.iterdir():
         if path.name != "README.md":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for rel in ("jupyterhub/context/jupyterhub_config.py", "reverse-proxy/traefik.toml"):
+    for rel in ("jupyterhub/context/jupyterhub_config.d/site.py", "reverse-proxy/traefik.toml"):
         (site.dir / rel).unlink(missing_ok=True)
 
 
@@ -181,9 +181,9 @@ def test_port_taken(fresh):
         caught(fresh, f"LABHUB_HTTPS_PORT: port {port} is already taken by another program", "or set another port")
 
 
-def test_broken_hub_config_copy(fresh):
-    (fresh.dir / "jupyterhub/context/jupyterhub_config.py").write_text("c = get_config()\nc.JupyterHub.ip = (\n")
-    caught(fresh, "jupyterhub/context/jupyterhub_config.py: line 2", "or remove the file to use jupyterhub_config.py.template")
+def test_broken_hub_site_file(fresh):
+    (fresh.dir / "jupyterhub/context/jupyterhub_config.d/site.py").write_text("c = get_config()\nc.JupyterHub.ip = (\n")
+    caught(fresh, "jupyterhub/context/jupyterhub_config.d/site.py: line 2", "fix it, or remove the file")
 
 
 def test_broken_traefik_config_copy(fresh):

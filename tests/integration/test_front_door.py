@@ -39,25 +39,51 @@ def test_login_page_is_served_with_the_generated_certificate(stack):
     assert int(r.headers["Strict-Transport-Security"].split("max-age=")[1].split(";")[0]) >= 15552000
 
 
-def test_site_copies_win_over_the_templates(stack):
-    """An admin's jupyterhub_config.py and traefik.toml are used once they exist."""
+def login_page(stack) -> str:
+    session = requests.Session()
+    session.trust_env = False
+    return session.get(stack.url + "/hub/login", verify=stack.ca_file).text
+
+
+def test_site_additions_and_copies_are_used(stack):
+    """The admin's jupyterhub_config.d files add to LabHub's hub config, in name order; their
+    traefik.toml wins over the template."""
     context, proxy = stack.dir / "jupyterhub/context", stack.dir / "reverse-proxy"
-    hub_site, proxy_site = context / "jupyterhub_config.py", proxy / "traefik.toml"
-    hub_site.write_text((context / "jupyterhub_config.py.template").read_text()
-                        + '\nc.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n')
+    site_dir, proxy_site = context / "jupyterhub_config.d", proxy / "traefik.toml"
+    first, second = site_dir / "10-notice.py", site_dir / "20-notice.py"
+    first.write_text((site_dir / "site.py.template").read_text()
+                     + 'c.JupyterHub.template_vars = {"announcement": "Maintenance on Thursday"}\n')
+    second.write_text('c.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n')
     proxy_site.write_text((proxy / "traefik.toml.template").read_text().replace('level = "INFO"', 'level = "DEBUG"'))
     try:
         stack.wait_until_published("traefik.toml", 'level = "DEBUG"')
         stack.compose("restart", "hub", "proxy")
         stack.up()
-        session = requests.Session()
-        session.trust_env = False
-        assert "Maintenance on Friday" in session.get(stack.url + "/hub/login", verify=stack.ca_file).text
-        assert "labhub hub: config /srv/jupyterhub/context/jupyterhub_config.py\n" in stack.service_log("hub")
+        assert "Maintenance on Friday" in login_page(stack)
+        assert "labhub: site config /srv/jupyterhub/context/jupyterhub_config.d/20-notice.py" in stack.service_log("hub")
         assert "DBG" in stack.service_log("proxy")
     finally:
-        hub_site.unlink()
+        first.unlink()
+        second.unlink()
         proxy_site.unlink()
         stack.wait_until_published("traefik.toml", 'level = "INFO"')
         stack.compose("restart", "hub", "proxy")
+        stack.up()
+
+
+def test_a_copy_of_the_former_hub_config_template_keeps_working(stack):
+    """Sites that copied the whole former jupyterhub_config.py.template keep their own lines; the
+    template's own (old wiring) are LabHub's now, and the hub's log says where the lines go."""
+    former = (harness.REPO / "jupyterhub/labhub/former_template.txt").read_text()
+    copy = stack.dir / "jupyterhub/context/jupyterhub_config.py"
+    copy.write_text(former + 'c.JupyterHub.template_vars = {"announcement": "Kept from the old copy"}\n')
+    try:
+        stack.compose("restart", "hub")
+        stack.up()
+        assert "Kept from the old copy" in login_page(stack)
+        assert "a copy of the former hub config template" in stack.service_log("hub")
+        assert "move them into jupyterhub/context/jupyterhub_config.d/site.py" in stack.service_log("hub")
+    finally:
+        copy.unlink()
+        stack.compose("restart", "hub")
         stack.up()

@@ -1,11 +1,14 @@
 """User images: the spawn form offers the built flavors, each flavor spawns and passes its smoke
 notebook, nothing else may be spawned; limits, culling and named servers on the real stack."""
 
+import subprocess
 import time
 
 import pytest
 
 import harness
+
+LOOK_SECONDS = 5.5  # labhub.images.LOOK_SECONDS, and a little
 
 NOTEBOOKS = harness.REPO / "notebooks"
 FLAVORS = {  # title -> smoke notebooks that must pass in it
@@ -49,14 +52,53 @@ def test_each_flavor_spawns_and_passes_its_smoke_notebooks(stack, admin, title):
         admin.stop_server()
 
 
-def test_an_image_not_on_the_list_is_refused(stack, admin):
+def test_an_image_not_on_the_list_is_refused_and_not_remembered(stack, admin):
     refused = admin.named("elsewhere")  # a server of its own: the hub remembers a server's options
     try:
         r = refused.request_server(image="debian:trixie-slim")
-        assert r.status_code == 400 and "not in allowed list" in r.text
+        assert r.status_code == 400 and "'debian:trixie-slim' is not offered here" in r.text
         assert stack.user_container("admin", "elsewhere") is None
+        # The admin's plain start (no options: the last ones again) starts the default flavor.
+        refused.start_server()
+        assert image_of(stack.user_container("admin", "elsewhere")) == "labhub/jupyterlab-base:latest"
     finally:
         refused.forget_server()
+
+
+def image_of(container: str) -> str:
+    return harness.docker("inspect", "-f", "{{.Config.Image}}", container)
+
+
+def built_flavor(name: str, labels: dict) -> str:
+    """A flavor image of the base image with these labels, as a maintainer's Dockerfile would make."""
+    tag = f"labhub-test/jupyterlab-{name}:latest"
+    dockerfile = "FROM labhub/jupyterlab-base:latest\n" + "".join(f'LABEL "{k}"="{v}"\n' for k, v in
+                                                                 {"org.labhub.flavor": name, **labels}.items())
+    result = subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True,
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+    time.sleep(LOOK_SECONDS)  # the hub looks at the engine's images at most this often
+    return tag
+
+
+def test_a_flavors_own_limit_applies_at_its_first_choice_and_a_removed_flavor_falls_back(stack, admin):
+    tag = built_flavor("small", {"org.opencontainers.image.title": "Small", "org.labhub.mem-limit": "300M"})
+    small = admin.named("small")
+    try:
+        small.start_server(image="Small")  # this server's first start, and its first choice
+        container = stack.user_container("admin", "small")
+        assert image_of(container) == tag
+        assert harness.docker("inspect", "-f", "{{.HostConfig.Memory}}", container) == str(300 * 2**20)
+        small.stop_server()
+
+        harness.docker("rmi", tag)
+        time.sleep(LOOK_SECONDS)
+        small.start_server()  # a plain start remembers "Small", which is no longer offered
+        assert image_of(stack.user_container("admin", "small")) == "labhub/jupyterlab-base:latest"
+        assert "the remembered choice 'Small' is not offered any more; starting the default" in stack.service_log("hub")
+    finally:
+        small.forget_server()
+        harness.docker("rmi", "-f", tag, check=False)
 
 
 def test_named_servers_run_side_by_side(stack, admin):

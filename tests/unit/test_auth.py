@@ -12,13 +12,15 @@ from traitlets.config import Config
 from labhub import auth, settings
 from labhub.settings import SettingError
 
+from contexts import hub_context
+
 OAUTH_ENV = {"OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "secret"}
 
 
 def configured(tmp_path, environ=None, **labhub):
     s = settings.load({f"LABHUB_{k.upper()}": v for k, v in labhub.items()})
     c = Config()
-    auth.configure(c, s, secret_dir=tmp_path, environ=environ or {})
+    auth.configure(c, hub_context(s, secret_dir=tmp_path, environ=environ))
     return c
 
 

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from labhub import checks, images, settings
+from labhub import checks, context, images, settings
 from labhub.stack import Stack
 
 STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
@@ -53,43 +53,57 @@ def test_secrets_readable_by_others_are_named_with_the_fix(tmp_path):
     assert problems[2].endswith("run `chmod 600 secret/tls/tls.key`")
 
 
-def test_admin_copies_of_the_templates_must_parse(tmp_path):
-    (tmp_path / "jupyterhub/context").mkdir(parents=True)
+def test_site_config_files_and_the_traefik_copy_must_parse(tmp_path):
+    (tmp_path / "jupyterhub/context/jupyterhub_config.d").mkdir(parents=True)
     (tmp_path / "reverse-proxy").mkdir()
     assert checks.site_files(tmp_path) == []
-    (tmp_path / "jupyterhub/context/jupyterhub_config.py").write_text("c = get_config()\n")
+    (tmp_path / "jupyterhub/context/jupyterhub_config.d/site.py").write_text("c = get_config()\n")
+    (tmp_path / "jupyterhub/context/jupyterhub_config.d/README.md").write_text("not python (\n")
     (tmp_path / "reverse-proxy/traefik.toml").write_text("[ping]\n")
     assert checks.site_files(tmp_path) == []
-    (tmp_path / "jupyterhub/context/jupyterhub_config.py").write_text("if True\n")
-    assert checks.site_files(tmp_path)[0].startswith("jupyterhub/context/jupyterhub_config.py: line 1:")
+    (tmp_path / "jupyterhub/context/jupyterhub_config.d/site.py").write_text("if True\n")
+    assert checks.site_files(tmp_path) == [
+        "jupyterhub/context/jupyterhub_config.d/site.py: line 1: expected ':'; fix it, or remove the file"]
+
+
+def test_a_copy_of_the_former_template_is_named_with_its_own_lines_and_where_they_go(tmp_path):
+    (tmp_path / "jupyterhub/context").mkdir(parents=True)
+    copy = tmp_path / "jupyterhub/context/jupyterhub_config.py"
+    copy.write_text("c = get_config()\nc.JupyterHub.cleanup_servers = False\nc.Spawner.start_timeout = 300\n")
+    [problem] = checks.site_files(tmp_path)
+    assert problem.startswith("jupyterhub/context/jupyterhub_config.py: a copy of the former hub config template;")
+    assert "(line 3)" in problem and "move them into jupyterhub/context/jupyterhub_config.d/site.py" in problem
+    copy.write_text("if True\n")
+    [problem] = checks.site_files(tmp_path)
+    assert problem.startswith("jupyterhub/context/jupyterhub_config.py: line 1: expected ':'")
 
 
 def test_an_engine_too_old_is_the_one_problem_named():
-    problems = checks.engine_problems(FakeEngine(api="1.40"), STACK, settings.load({}))
+    problems = checks.probed_engine_problems(FakeEngine(api="1.40"), STACK, settings.load({}))
     assert problems == ["Docker engine: API 1.40 is older than 1.41 (Docker Engine 20.10), which LabHub needs; upgrade Docker"]
 
 
 def test_a_good_engine_has_no_problems():
-    assert checks.engine_problems(FakeEngine(), STACK, settings.load({})) == []
+    assert checks.probed_engine_problems(FakeEngine(), STACK, settings.load({})) == []
 
 
 def test_a_user_image_with_another_jupyterhub_is_named():
     engine = FakeEngine(flavors={"base": "labhub/jupyterlab-base:latest", "old": "lab/old:1"}, versions={"lab/old:1": "5.4.3"})
-    problems = checks.engine_problems(engine, STACK, settings.load({}))
+    problems = checks.probed_engine_problems(engine, STACK, settings.load({}))
     assert len(problems) == 1 and problems[0].startswith("image lab/old:1: has jupyterhub 5.4.3, the hub ")
     assert "rebuild it" in problems[0]
 
 
 def test_missing_default_image_is_named_with_the_build_command():
-    problems = checks.engine_problems(FakeEngine(flavors={}), STACK, settings.load({}))
+    problems = checks.probed_engine_problems(FakeEngine(flavors={}), STACK, settings.load({}))
     assert len(problems) == 1 and "docker compose -f docker-compose.jlabs.yml build" in problems[0]
 
 
 @pytest.mark.parametrize("mode, ok", [(0o2770, True), (0o2775, True), (0o755, False), (0o770, False)])
 def test_shared_folder_needs_setgid_and_group_write(monkeypatch, mode, ok):
-    monkeypatch.setattr(checks.storage, "probe_host_folders",
-                        lambda engine, stack, s: {"/data/shared": checks.storage.HostFolder(1234, mode)})
-    problems = checks.engine_problems(FakeEngine(), STACK, settings.load({"LABHUB_SHARED_DIR": "/data/shared"}))
+    monkeypatch.setattr(context.storage, "probe_host_folders",
+                        lambda engine, stack, s: {"/data/shared": context.storage.HostFolder(1234, mode)})
+    problems = checks.probed_engine_problems(FakeEngine(), STACK, settings.load({"LABHUB_SHARED_DIR": "/data/shared"}))
     assert (problems == []) == ok
     if not ok:
         assert problems[0].startswith("LABHUB_SHARED_DIR: /data/shared has mode") and "./host-setup shared-folder" in problems[0]

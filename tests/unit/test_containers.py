@@ -7,6 +7,8 @@ from traitlets.config import Config
 from labhub import containers, hooks, settings
 from labhub.settings import SettingError
 
+from contexts import hub_context
+
 
 def spawner(name):
     return SimpleNamespace(user=SimpleNamespace(name=name))
@@ -28,7 +30,7 @@ def test_sudo_needs_the_images_own_user():
 def test_every_concerns_host_config_is_kept_lists_joined():
     c = Config()
     c.DockerSpawner.extra_host_config = {"group_add": ["1234"]}  # e.g. the shared folder's group
-    containers.configure(c, settings.load({"LABHUB_SUDO_USERS": "maint"}))
+    containers.configure(c, hub_context(settings.load({"LABHUB_SUDO_USERS": "maint"})))
     hooks.merge(c, "extra_host_config", lambda sp: {"device_requests": ["gpu"]} if sp.user.name == "maint" else {})
     config = c.DockerSpawner.extra_host_config
     assert config(spawner("ann")) == {"group_add": ["1234"], "cap_drop": ["ALL"],

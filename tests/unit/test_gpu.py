@@ -10,6 +10,8 @@ from traitlets.config import Config
 from labhub import gpu, settings
 from labhub.settings import SettingError
 
+from contexts import hub_context
+
 
 def spawner(user, server="", gpu_flavor=True):
     return SimpleNamespace(user=SimpleNamespace(name=user), name=server, gpu_flavor=gpu_flavor)
@@ -55,8 +57,8 @@ def test_two_per_server():
 def test_all_gpus_for_every_server_by_default():
     c = Config()
     c.DockerSpawner.extra_host_config = {"group_add": ["1234"]}
-    gpu.configure(c, load(), ["0", "1"], Engine(), Catalog())
-    assert c.DockerSpawner.extra_host_config(spawner("alice")) == {
+    gpu.configure(c, hub_context(load(), Engine(), Catalog(), gpus=["0", "1"]))
+    assert c.DockerSpawner.extra_host_config == {  # the same for every server
         "group_add": ["1234"], "device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])]}
 
 
@@ -64,7 +66,7 @@ def test_own_devices_per_gpu_server_as_the_hub_would_send_them():
     c = Config()
     c.DockerSpawner.extra_create_kwargs = lambda s: {"user": "20001:1000"}
     held = {"org.labhub.server": "old/", "org.labhub.gpus": "0"}  # a server from before a hub restart
-    gpu.configure(c, load(gpus_per_server="1"), ["0", "1"], Engine([held]), Catalog())
+    gpu.configure(c, hub_context(load(gpus_per_server="1"), Engine([held]), Catalog(), gpus=["0", "1"]))
     create, host = c.DockerSpawner.extra_create_kwargs, c.DockerSpawner.extra_host_config
 
     alice = spawner("alice")
@@ -80,12 +82,12 @@ def test_own_devices_per_gpu_server_as_the_hub_would_send_them():
 
 
 def test_on_without_gpus_refuses_to_start(monkeypatch):
-    monkeypatch.setattr(gpu, "detect", lambda engine, stack: [])
+    monkeypatch.setattr(gpu, "detect", lambda info, engine, stack: [])
     with pytest.raises(SettingError, match="^LABHUB_GPUS: on, but the Docker engine offers no NVIDIA GPU"):
-        gpu.available(None, None, load(gpus="on"))
-    assert gpu.available(None, None, load(gpus="auto")) == []
+        gpu.available({}, None, None, load(gpus="on"))
+    assert gpu.available({}, None, None, load(gpus="auto")) == []
 
 
 def test_detect_asks_nothing_of_an_engine_without_the_nvidia_runtime():
-    engine = SimpleNamespace(info=lambda: {"Runtimes": {"runc": {}}})
-    assert gpu.detect(engine, None) == []
+    engine = SimpleNamespace(containers=SimpleNamespace(run=lambda *a, **k: pytest.fail("started a container")))
+    assert gpu.detect({"Runtimes": {"runc": {}}}, engine, None) == []

@@ -1,7 +1,12 @@
 """The spawn form and image list from image labels (the real engine's list is in
 tests/integration/test_images.py)."""
 
+import asyncio
 from types import SimpleNamespace
+
+import pytest
+from dockerspawner import DockerSpawner
+from tornado import web
 
 from labhub import images
 
@@ -50,11 +55,39 @@ def test_form_marks_gpu_flavors_unavailable_and_shows_limits():
     assert "up to 16GB memory, 2 CPUs" in pytorch and "up to 4GB memory, 2 CPUs" in form
 
 
-def test_limits_follow_the_chosen_flavor():
+def started(catalog, user_options: dict, body: bytes = b""):
+    """A DockerSpawner as JupyterHub prepares it for a start: the catalog's hook applied by
+    JupyterHub's own runner, with the request that started it (its body: the options it sent)."""
+    spawner = DockerSpawner(apply_user_options=catalog.apply_user_options, user=SimpleNamespace(name="ann"))
+    spawner.orm_spawner = SimpleNamespace(user_options=user_options, server=None, name="")
+    spawner.handler = SimpleNamespace(request=SimpleNamespace(body=body, query_arguments={}))
+    spawner.user_options = user_options
+    asyncio.run(spawner._run_apply_user_options(user_options))
+    return spawner
+
+
+def test_limits_follow_the_flavor_chosen_for_this_start():
     catalog = images.Catalog(FLAVORS, True, "4G", 2)
-    chose = lambda title: SimpleNamespace(user_options={"image": title} if title else {})
-    assert catalog.mem_limit_for(chose("PyTorch")) == "16G"
-    assert catalog.mem_limit_for(chose("R")) == "4G" == catalog.mem_limit_for(chose(None))
+    first = started(catalog, {"image": "PyTorch"}, b'{"image": "PyTorch"}')
+    assert (first.image, first.mem_limit, first.cpu_limit) == ("labhub/jupyterlab-gpu:latest", 16 * 2**30, 2)
+    for options in ({"image": "R"}, {}):
+        spawner = started(catalog, options)
+        assert spawner.mem_limit == 4 * 2**30 and spawner.image != "labhub/jupyterlab-gpu:latest"
+
+
+def test_a_choice_not_offered_is_refused_when_asked_for_and_forgotten():
+    catalog = images.Catalog(FLAVORS, False, "4G", 2)
+    with pytest.raises(web.HTTPError) as refused:
+        started(catalog, {"image": "debian"}, b'{"image": "debian"}')
+    assert refused.value.status_code == 400 and "'debian' is not offered here" in refused.value.log_message
+
+
+def test_a_remembered_choice_no_longer_offered_falls_back_to_the_default(caplog):
+    catalog = images.Catalog(FLAVORS, False, "4G", 2)  # no GPU: PyTorch is not offered here
+    spawner = started(catalog, {"image": "PyTorch"})  # a plain start: no body
+    assert spawner.image == "labhub/jupyterlab-base:latest" and spawner.mem_limit == 4 * 2**30
+    assert spawner.user_options == {} and spawner.orm_spawner.user_options == {}
+    assert "the remembered choice 'PyTorch' is not offered any more" in caplog.text
 
 
 def test_one_look_at_the_engine_serves_a_burst_of_spawns(monkeypatch):
@@ -64,7 +97,7 @@ def test_one_look_at_the_engine_serves_a_burst_of_spawns(monkeypatch):
     catalog = images.Catalog(flavors, False, "4G", 2)
     spawner = SimpleNamespace(user_options={})
     for _ in range(20):
-        catalog.allowed_images(spawner), catalog.mem_limit_for(spawner), catalog.cpu_limit_for(spawner)
+        catalog.allowed_images(spawner), catalog.limits(catalog.chosen(spawner))
         catalog.options_form(spawner)
     assert len(flavors.looks) == 1
 

@@ -7,6 +7,8 @@ from traitlets.config import Config
 
 from labhub import network, settings
 from labhub.settings import SettingError
+
+from contexts import hub_context
 from labhub.stack import Stack
 
 STACK = Stack(project="lab", hub_alias="hub", hub_image="img", context_dir="/c")
@@ -41,7 +43,7 @@ def test_proxy_api_on_loopback_and_its_public_side_where_traefik_is(monkeypatch)
     monkeypatch.setattr(network.ServerNetworks, "recover", lambda self: None)
     monkeypatch.setattr(network.ServerNetworks, "front_ip", lambda self: "172.20.0.3")
     c = Config()
-    network.configure(c, settings.load({}), STACK, None)
+    network.configure(c, hub_context())
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
     assert c.JupyterHub.bind_url == "http://172.20.0.3:8000"
     assert (c.Spawner.hub_connect_url, c.JupyterHub.hub_connect_ip) == ("http://hub:8081", "127.0.0.1")
@@ -95,7 +97,7 @@ def test_a_servers_stop_starts_its_networks_day(monkeypatch):
                        "remove_unused": lambda self, now: swept.append(now)}.items():
         monkeypatch.setattr(network.ServerNetworks, name, fake)
     c = Config()
-    network.configure(c, settings.load({}), STACK, None)
+    network.configure(c, hub_context())
 
     async def stop():
         c.Spawner.post_stop_hook(SimpleNamespace(container_name="lab-user-jo"))

@@ -13,6 +13,8 @@ from tornado.web import Application, RequestHandler
 
 from labhub import spawner
 
+from contexts import hub_context
+
 
 class Status(RequestHandler):
     code = 200
@@ -58,7 +60,7 @@ def test_a_server_that_answers_only_errors_is_left_to_jupyterhub():
 
 def test_spawns_at_once_follow_the_cpus_and_the_rest_are_told_to_try_again_soon():
     c = Config()
-    spawner.configure(c, SimpleNamespace(info=lambda: {"NCPU": 2}))
+    spawner.configure(c, hub_context(cpus=2))
     assert c.JupyterHub.spawner_class is spawner.PromptDockerSpawner
     assert c.JupyterHub.concurrent_spawn_limit == 2 * spawner.SPAWNS_PER_CPU
     assert spawner.PromptDockerSpawner.starting._value == 2 * spawner.STARTING_PER_CPU
@@ -66,11 +68,19 @@ def test_spawns_at_once_follow_the_cpus_and_the_rest_are_told_to_try_again_soon(
     assert 0 < low < high < 60  # JupyterHub's default suggests 30 to 60 seconds
 
 
-def test_engine_calls_of_several_spawns_run_side_by_side():
+def test_engine_calls_of_several_spawns_run_side_by_side(monkeypatch):
     """DockerSpawner's own single worker would make a burst's container starts queue."""
-    calls = spawner.PromptDockerSpawner().executor
-    all_in = threading.Barrier(4, timeout=10)  # broken unless four calls run at once
-    assert all(f.result(timeout=20) is not None for f in [calls.submit(all_in.wait) for _ in range(4)])
+    all_in = threading.Barrier(4, timeout=5)  # broken unless four calls run at once
+    # Every engine call DockerSpawner makes goes through Spawner.docker(method, ...) to _docker.
+    monkeypatch.setattr(spawner.PromptDockerSpawner, "_docker", lambda self, method: all_in.wait())
+
+    async def burst():
+        calls = [spawner.PromptDockerSpawner().docker("wait") for _ in range(4)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    # Barrier.wait gives each of the four calls its own place, 0 to 3, once all four are in.
+    places = asyncio.run(burst())
+    assert sorted(p for p in places if isinstance(p, int)) == [0, 1, 2, 3], f"calls queued: {places}"
 
 
 def test_servers_of_a_burst_start_a_few_at_a_time_and_none_is_refused(monkeypatch):

@@ -1,0 +1,83 @@
+"""The hub's composition root: JupyterHub's config file (jupyterhub/jupyterhub_config.py, in the
+hub image) calls configure(), which sets the hub up from the settings, then loads the site's own
+additions (labhub.siteconfig), which win.
+
+Each concern's step has one signature, `configure(c, ctx)`, and takes one context (labhub.context:
+settings, the stack, engine facts probed once, the catalog of flavors). Values several steps add
+to (the spawner's volumes, mounts, environment, host config, hooks) go through labhub.hooks, so
+the steps' order decides nothing but the order of hooks.
+"""
+
+import logging
+import os
+import threading
+
+import docker
+
+from . import (auth, bootstrap, certs, checks, containers, context, gpu, images, network, resources, settings, spawner,
+               stack, storage)
+from .context import HubContext
+from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR
+from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
+
+log = logging.getLogger("JupyterHub")
+
+STEPS = (
+    auth.configure,  # who may log in, and how
+    spawner.configure,  # DockerSpawner, noticing a started server at once; bursts kept in hand
+    network.configure,  # each server alone on a network of its own with the hub
+    containers.configure,  # not root, no capabilities, a process limit (sudo for LABHUB_SUDO_USERS)
+    storage.configure,  # homes, the host's data folders, the shared folder, host user ids
+    images.configure,  # the built flavors, and the chosen one's image and limits
+    gpu.configure,  # device requests only where the engine has GPUs
+    resources.configure,  # idle servers stopped after LABHUB_IDLE_TIMEOUT
+    bootstrap.configure,  # first-login content from bootstrap.sh
+)
+
+
+def configure_hub(c, ctx: HubContext) -> None:
+    """The hub's own settings: state, security, hub-direct TLS."""
+    # State lives in the hub-data volume; config is mounted read-only and never copied into it.
+    c.JupyterHub.db_url = f"sqlite:///{DATABASE}"
+    c.JupyterHub.cookie_secret_file = str(DATA_DIR / "jupyterhub_cookie_secret")
+    # User servers keep running across hub restarts and upgrades.
+    c.JupyterHub.cleanup_servers = False
+    # Hub-direct mode (docker-compose.hub-ssl.yml): no Traefik in front, the hub serves TLS itself.
+    if ctx.settings.hub_ssl:
+        c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = certs.hub_ssl_files(ctx.secret_dir, DATA_DIR, ctx.settings)
+    # Security (README, Security): API tokens live 30 days at most; metrics only with a token. No
+    # __Host- cookie prefix: it would send the hub's login cookie to every path, so a user's server
+    # could read its visitors' logins (JupyterHub advises it only with a subdomain per user).
+    c.JupyterHub.cookie_host_prefix_enabled = False
+    c.JupyterHub.token_expires_in_max_seconds = 30 * 24 * 3600
+    c.JupyterHub.authenticate_prometheus = True
+    # Servers ignore the user's own Jupyter config files (they could undo the hub's settings).
+    c.Spawner.disable_user_config = True
+
+
+def _log_engine_problems(ctx: HubContext) -> None:
+    """What `labhub check` finds wrong with the engine (too old, a user image with another
+    JupyterHub, a shared folder without its group mode), logged in the background: it starts a
+    container per flavor, and nothing in it stops the hub (what does was refused before)."""
+    def look():
+        for problem in checks.engine_problems(ctx.engine, ctx.stack, ctx.facts, ctx.settings):
+            log.warning("labhub check: %s", problem)
+
+    threading.Thread(target=look, name="labhub-check", daemon=True).start()
+
+
+def configure(c, load_subconfig, environ=os.environ) -> HubContext:
+    """Configures JupyterHub in `c`, then loads the site's additions with JupyterHub's
+    load_subconfig; refuses (SettingError, one line) what the hub cannot start with."""
+    s = settings.load(environ)
+    engine = docker.from_env()
+    ctx = context.make(engine, stack.own(engine), s, SECRET_DIR, environ)
+    configure_hub(c, ctx)
+    for step in STEPS:
+        step(c, ctx)
+    _log_engine_problems(ctx)
+    former_copy = CONTEXT_DIR / FORMER_COPY
+    if former_copy.exists():
+        run_former_copy(c, ctx, former_copy)
+    load_site_files(load_subconfig)
+    return ctx
