@@ -10,8 +10,6 @@ from pathlib import Path
 from . import auth, certs, checks, proxy, settings
 from .settings import SECRET_DIR, SITE_DIR, SettingError
 
-# LabHub's own JupyterHub config file, in the hub image: it calls labhub.hub.configure.
-HUB_CONFIG = Path("/srv/jupyterhub/jupyterhub_config.py")
 BACKUPS = "backups"
 
 
@@ -42,10 +40,6 @@ def setup(_args) -> None:
 def proxy_config(_args) -> None:
     """Long-lived compose service: publishes Traefik's configuration and certificate."""
     proxy.watch(SECRET_DIR, proxy.REVERSE_PROXY_DIR, proxy.PUBLISHED_DIR, settings.load())
-
-
-def hub(_args) -> None:
-    os.execvp("jupyterhub", ["jupyterhub", "-f", str(HUB_CONFIG)])
 
 
 def _engine():
@@ -98,6 +92,12 @@ def do_status(_args) -> None:
     print(status.table(status.servers(engine, lab), datetime.datetime.now(datetime.timezone.utc)))
 
 
+def do_homes(_args) -> None:
+    from . import status
+    engine, lab = _engine()
+    print(status.homes_table(status.home_sizes(engine, lab, settings.load())))
+
+
 def do_upgrade(args) -> None:
     from . import upgrade
     s = settings.load()
@@ -122,7 +122,6 @@ def main(argv=None) -> None:
 
     command("setup", setup, "check settings, make the certificate and admin passwords (compose runs it)")
     command("proxy-config", proxy_config, "publish Traefik's configuration and certificate, and keep them current (compose runs it)")
-    command("hub", hub, "run JupyterHub with the site's config (compose runs it)")
     command("check", check, "find everything wrong before a start: one line per problem with its fix",
             "Checks settings, logins, certificates, secret/ permissions, the admin's config copies, host "
             "folders, GPUs, user images and host ports. Exits 1 if anything is wrong.")
@@ -140,6 +139,7 @@ def main(argv=None) -> None:
     sub.add_argument("archive", help="the backup archive, inside the LabHub folder (e.g. backups/labhub-....tar)")
     sub.add_argument("--force", action="store_true", help="overwrite what exists")
     command("status", do_status, "list running user servers: image, uptime, CPU, memory, GPUs")
+    command("homes", do_homes, "list every user's home with the disk it takes (files and installed packages), largest first")
     sub = command("upgrade", do_upgrade, "back up, then upgrade the hub database (./labhub upgrade also rebuilds "
                   "the images first and restarts the hub after; user servers keep running)")
     sub.add_argument("--output", default=BACKUPS, help=f"folder for the backup (default {BACKUPS}/)")
