@@ -1,11 +1,14 @@
 """LabHub's benchmark: spawn latency, a burst of users, kernel round trips, proxy overhead and
-memory, measured on LabHub and on a stock DockerSpawner reference in the same run. Prints a table
-with the LabHub/reference ratios and the issue's targets, and writes everything as JSON.
+memory, measured on LabHub and on a stock DockerSpawner reference in the same run, and LabHub's
+hub start (restarted with the burst's servers running). Prints a table with the LabHub/reference
+ratios and the issue's targets, and writes everything as JSON.
 
     .venv/bin/python -m benchmarks [--short] [--users N] [--spawns N]
+    .venv/bin/python -m benchmarks --hub-start-only [--users N] [--hub-starts N]
 
 Targets are printed and compared, never asserted: the run fails only when something breaks (a
-deployment that does not come up, a LabHub user whose server does not start, a wrong answer)."""
+deployment that does not come up, a LabHub user whose server does not start, a wrong answer, a
+running server that does not answer after a hub restart)."""
 
 import argparse
 import datetime
@@ -25,12 +28,24 @@ from .setups import SETUPS  # noqa: E402
 MB = 2**20
 
 
+def hub_start_alone(setup, admin, args) -> dict:
+    """The hub start alone: HUB_START_USERS accounts made through the REST API, the first
+    args.users of them with a server started by the admin, then the hub restarted."""
+    servers = measure.ensure_users(admin, measure.HUB_START_USERS)[:args.users]
+    print(f"== {setup.name}: {len(servers)} servers started by the admin", flush=True)
+    measure.start_servers(admin, servers)
+    print(f"== {setup.name}: hub start x{args.hub_starts}, {len(servers)} servers running", flush=True)
+    return measure.hub_start(setup, admin, servers, args.hub_starts)
+
+
 def run_setup(setup, args) -> dict:
     started = time.monotonic()
     print(f"== {setup.name}: up", flush=True)
     setup.up()
     try:
         admin = setup.admin()
+        if args.hub_start_only:
+            return {"hub_start": hub_start_alone(setup, admin, args), "seconds": time.monotonic() - started}
         print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
         figures = {"warm_spawn": measure.warm_spawns(setup, admin, args.spawns)}
         print(f"== {setup.name}: the user image's server start, without a hub", flush=True)
@@ -47,6 +62,10 @@ def run_setup(setup, args) -> dict:
         figures["memory"] = {**setup.memory(), "active_users": len(running),
                              "idle_user": measure.percentiles([setup.user_rss(n) for n in running]) if running else None}
         figures["user_image"] = setup.user_image(running[0]) if running else None
+        if setup.measures_hub_start:
+            # The burst's servers still run: the hub restarted with them (users made up to 50).
+            print(f"== {setup.name}: hub start x{args.hub_starts}, {len(running)} servers running", flush=True)
+            figures["hub_start"] = measure.hub_start(setup, admin, running, args.hub_starts)
         measure.stop_servers(admin, running)
         if setup.log_in_as_the_reference():
             print(f"== {setup.name}: {args.users} users at once, logging in as the reference does", flush=True)
@@ -56,12 +75,18 @@ def run_setup(setup, args) -> dict:
     finally:
         log = setup.deployment.compose("logs", "--no-color", check=False).stdout
         args.artifacts.mkdir(parents=True, exist_ok=True)
-        (args.artifacts / f"benchmark-{setup.name.lower()}.log").write_text(log)
+        (args.artifacts / f"benchmark{args.suffix}-{setup.name.lower()}.log").write_text(log)
         setup.deployment.destroy()
 
 
 def _reference_login(figures: dict) -> dict:
     return figures.get("burst_reference_login", figures["burst"])
+
+
+def _hub_start_label(results: dict) -> str:
+    """The hub start's row, with what it was measured with (a short run has fewer servers)."""
+    start = next((r["hub_start"] for r in results.values() if r.get("hub_start")), None)
+    return f"hub start ({start['users']} users, {start['servers']} servers)" if start else "hub start"
 
 
 def rows(results: dict, users: int):
@@ -88,6 +113,17 @@ def rows(results: dict, users: int):
         (f"hub RSS, {users} users", "MB", 1 / MB, lambda r: r["memory"]["hub"], ("max", 250 * MB)),
         (f"proxy RSS, {users} users", "MB", 1 / MB, lambda r: r["memory"]["proxy"], None),
         ("idle user server RSS p50", "MB", 1 / MB, lambda r: r["memory"]["idle_user"]["p50"], ("max", 150 * MB)),
+        # From the new hub container's start (the engine's StartedAt) to the login page through the
+        # front door; then its log's phases; then every server that ran answering again (p50 of
+        # the restarts when there are several; each one is in the JSON).
+        (_hub_start_label(results), "s", s, lambda r: r["hub_start"]["login"]["p50"], ("max", 5)),
+        ("  to its first log line", "s", s, lambda r: r["hub_start"]["first_line"]["p50"], None),
+        ("  to JupyterHub's first log line", "s", s, lambda r: r["hub_start"]["jupyterhub_first_line"]["p50"], None),
+        ("  to \"JupyterHub is now running\"", "s", s, lambda r: r["hub_start"]["jupyterhub_running"]["p50"], None),
+        ("  to every server answering", "s", s, lambda r: r["hub_start"]["servers_answering"]["p50"], None),
+        ("  a server unanswered meanwhile", "s", s, lambda r: r["hub_start"]["server_unanswered"]["p50"], None),
+        ("  login from the restart command", "s", s,
+         lambda r: r["hub_start"]["login_after_restart_command"]["p50"], None),
     ]
 
 
@@ -104,6 +140,8 @@ def table(results: dict, users: int) -> str:
     lines = [f"{'figure':34} {'unit':4} {'LabHub':>9} {'reference':>9} {'ratio':>7}  target"]
     for label, unit, scale, get, target in rows(results, users):
         ours, ref = value("LabHub", get), value("reference", get)
+        if ours is None and ref is None:  # not measured in this run (e.g. --hub-start-only)
+            continue
         ratio = ours / ref if ours is not None and ref else None
         met, want = "", ""
         if target and ours is not None:
@@ -120,6 +158,22 @@ def table(results: dict, users: int) -> str:
     return "\n".join(lines)
 
 
+def hub_start_line(run: dict) -> str:
+    """One restart's phases, in seconds from the container's start, and where its log was quiet."""
+    def at(key):
+        return "-" if run.get(key) is None else f"{run[key]:.1f}"
+
+    spans = "; ".join(f"{span['seconds']:.1f} s until {span['until'][:90]!r}" for span in run["quiet_spans"][:3])
+    return (f"container started {run['started_at']} (restart command: {run['restart_command']:.1f} s, returned at "
+            f"{run['restart_returned']:+.1f}); seconds from that start: "
+            f"first log line {at('first_line')}, JupyterHub's first line "
+            f"{at('jupyterhub_first_line')}, 'Running JupyterHub version' {at('jupyterhub_version')}, "
+            f"'JupyterHub is now running' {at('jupyterhub_running')}, login page 200 "
+            f"{at('login')} ({at('login_after_restart_command')} from the restart command), every server answering "
+            f"{at('servers_answering')}; a server unanswered {at('server_unanswered')} s. Longest quiet spans in "
+            f"the log: {spans}")
+
+
 def machine() -> dict:
     info = json.loads(harness.docker("info", "--format", "{{json .}}"))
     return {"cpus": os.cpu_count(), "memory_gib": round(info["MemTotal"] / 2**30, 1),
@@ -134,6 +188,11 @@ def main(argv=None) -> int:
     parser.add_argument("--users", type=int, help="users logging in and spawning at once (default 20; 5 with --short)")
     parser.add_argument("--spawns", type=int, help="timed warm spawns (default 10; 3 with --short)")
     parser.add_argument("--setups", default="labhub,reference", help="which to run: labhub, reference or both (default)")
+    parser.add_argument("--hub-start-only", action="store_true",
+                        help="measure only LabHub's hub start: 50 users, --users of them with a server running, the "
+                        "hub restarted (the reference has no such figure); writes benchmark-hub-start.json")
+    parser.add_argument("--hub-starts", type=int, default=1,
+                        help="times the hub is restarted and its start timed (default 1)")
     parser.add_argument("--artifacts", type=Path, help="where the JSON and the logs go (default: artifacts/, "
                         "or LABHUB_TEST_ARTIFACTS as for the tests)",
                         default=Path(os.environ.get("LABHUB_TEST_ARTIFACTS", harness.REPO / "artifacts")))
@@ -145,6 +204,11 @@ def main(argv=None) -> int:
     unknown = set(chosen) - set(SETUPS)
     if unknown:
         parser.error(f"--setups: unknown {', '.join(sorted(unknown))}; use {' or '.join(SETUPS)}")
+    if args.hub_start_only:
+        chosen = [name for name in chosen if SETUPS[name].measures_hub_start]
+        if not chosen:
+            parser.error("--hub-start-only: only labhub's hub start is measured; use --setups labhub")
+    args.suffix = "-hub-start" if args.hub_start_only else ""
 
     report = {"machine": machine(), "users": args.users, "spawns": args.spawns, "round_trips": args.round_trips,
               "results": {}}
@@ -152,21 +216,28 @@ def main(argv=None) -> int:
     for name in chosen:
         setup = SETUPS[name]()
         report["results"][setup.name] = figures = run_setup(setup, args)
-        for burst in (figures["burst"], figures.get("burst_reference_login")) if name == "labhub" else ():
+        for burst in (figures.get("burst"), figures.get("burst_reference_login")) if name == "labhub" else ():
             if burst and burst["succeeded"] < args.users:
                 failed.append(f"{args.users - burst['succeeded']} of {args.users} LabHub users got no server: "
                               + "; ".join(burst["errors"]))
+        failed += (figures.get("hub_start") or {}).get("problems", [])
     args.artifacts.mkdir(parents=True, exist_ok=True)
-    out = args.artifacts / "benchmark.json"
+    out = args.artifacts / f"benchmark{args.suffix}.json"
     out.write_text(json.dumps(report, indent=1))
     m = report["machine"]
+    what = (f"{args.users} servers running, the hub started {args.hub_starts} time(s)" if args.hub_start_only
+            else f"{args.spawns} warm spawns, {args.users} users at once, {args.round_trips} round trips")
     print(f"\n{m['cpus']} CPUs, {m['memory_gib']} GiB, Docker {m['docker']}, load {m['load_average_at_start'][0]:.2f} "
-          f"at start; {args.spawns} warm spawns, {args.users} users at once, {args.round_trips} round trips\n")
+          f"at start; {what}\n")
     print(table(report["results"], args.users))
     for name, figures in report["results"].items():
-        print(f"{name} user image: {figures['user_image']}")
-        print(f"{name}, CPU-seconds during the {args.users} users' burst, by program: "
-              + ", ".join(f"{program} {seconds:.1f}" for program, seconds in figures["burst"]["cpu_seconds"].items()))
+        if "burst" in figures:
+            print(f"{name} user image: {figures['user_image']}")
+            cpu = figures["burst"]["cpu_seconds"]
+            print(f"{name}, CPU-seconds during the {args.users} users' burst, by program: "
+                  + ", ".join(f"{program} {seconds:.1f}" for program, seconds in cpu.items()))
+        for i, run in enumerate((figures.get("hub_start") or {}).get("runs", []), 1):
+            print(f"{name} hub start {i}: " + hub_start_line(run))
     print(f"\n(all figures: {out})")
     for problem in failed:
         print(f"FAILED: {problem}")

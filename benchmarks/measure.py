@@ -2,12 +2,15 @@
 the setup's front door, logged in, following the spawn's progress events as the spawn page does."""
 
 import collections
+import datetime
 import os
+import re
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -26,11 +29,10 @@ def percentiles(values: list[float]) -> dict:
     return {"n": len(ordered), "p50": statistics.median(ordered), "p95": at(0.95), "max": ordered[-1]}
 
 
-def spawn(client: harness.HubClient, deadline: float) -> dict:
-    """Starts the client's server and opens it as a browser would (JupyterLab, then /api/status).
-    A hub that refuses for now (429, too many spawns at once) is asked again, as a user told
-    "try again" would; returns seconds to ready and to the first answer, and how many refusals."""
-    start, refusals = time.monotonic(), 0
+def request_server(client: harness.HubClient, deadline: float) -> int:
+    """Asks the hub to start the client's server; a hub that refuses for now (429, too many
+    spawns at once) is asked again after its Retry-After. Returns how many refusals."""
+    refusals = 0
     while True:
         r = client.request_server()
         if r.status_code != 429:
@@ -39,6 +41,15 @@ def spawn(client: harness.HubClient, deadline: float) -> dict:
         assert time.monotonic() < deadline, f"{client.user}: still refused at the deadline: {r.text[:200]}"
         time.sleep(float(r.headers.get("Retry-After") or 2))
     assert r.status_code in (201, 202), f"{client.user}: {r.status_code} {r.text[:300]}"
+    return refusals
+
+
+def spawn(client: harness.HubClient, deadline: float) -> dict:
+    """Starts the client's server and opens it as a browser would (JupyterLab, then /api/status).
+    A hub that refuses for now (429, too many spawns at once) is asked again, as a user told
+    "try again" would; returns seconds to ready and to the first answer, and how many refusals."""
+    start = time.monotonic()
+    refusals = request_server(client, deadline)
     client.follow_progress(timeout=max(1, deadline - time.monotonic()))
     ready = time.monotonic()
     client.lab().raise_for_status()
@@ -193,3 +204,215 @@ def server_starts(image: str, runs: int) -> dict:
         finally:
             harness.docker("rm", "-f", container, check=False)
     return {"seconds": percentiles(times), "cpu_seconds": percentiles(cpu) if None not in cpu else None}
+
+
+# --- Hub start: the hub restarted with users in its database and servers running -------------
+
+HUB_START_USERS = 50  # users in the hub's database when the hub start is measured
+POLL = 0.1  # seconds between two looks at the login page or a server
+HUB_START_TIMEOUT = 180  # seconds the restarted hub has to serve its login page
+SERVERS_BACK_TIMEOUT = 60  # seconds the servers then have to answer through the front door
+# JupyterHub's own log lines: "[I 2026-11-29 11:30:00.123 JupyterHub app:3400] ..."
+JUPYTERHUB_LINE = re.compile(r"\[[DIWEC] \d{4}-\d\d-\d\d ")
+
+
+def ensure_users(admin: harness.HubClient, total: int, prefix: str = "benchidle") -> list[str]:
+    """Makes accounts (one REST API call, as an admin's script would: no signup, nothing
+    hashed) until the hub's database holds `total` users; returns the names it made."""
+    r = admin.api("GET", "/users?limit=200")
+    assert r.status_code == 200, f"list of users: {r.status_code} {r.text[:300]}"
+    have = {u["name"] for u in r.json()}
+    names = [n for n in (f"{prefix}{i:02d}" for i in range(total)) if n not in have][:max(0, total - len(have))]
+    if names:
+        r = admin.api("POST", "/users", json={"usernames": names})
+        assert r.status_code == 201, f"making {len(names)} users: {r.status_code} {r.text[:300]}"
+    return names
+
+
+def start_servers(admin: harness.HubClient, users: list[str]) -> None:
+    """The admin starts these users' servers at once (asked again when told to wait), and waits
+    until the hub has each ready."""
+    deadline = time.monotonic() + SPAWN_TIMEOUT
+
+    def one(user: str) -> None:
+        client = admin.for_user(user)
+        request_server(client, deadline)
+        client.follow_progress(timeout=max(1, deadline - time.monotonic()))
+
+    with ThreadPoolExecutor(max(1, len(users))) as pool:
+        list(pool.map(one, users))
+
+
+def _engine_time(text: str) -> float:
+    """Seconds since the epoch of the engine's RFC 3339 time (nanoseconds, Z or an offset)."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text.strip())
+    assert m, f"not an engine time: {text!r}"
+    whole = datetime.datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
+    return whole.timestamp() + float("0." + (m[2] or "0"))
+
+
+def hub_log(container: str, since: float) -> list[tuple[float, str]]:
+    """(seconds after `since`, text) of each line the container printed from then on, in order
+    (docker logs --timestamps: the engine's time of each line, stdout and stderr alike)."""
+    out = harness.docker("logs", "--timestamps", "--since", str(int(since) - 1), container)
+    lines = []
+    for line in out.splitlines():
+        stamp, _, text = line.partition(" ")
+        try:
+            at = _engine_time(stamp) - since
+        except AssertionError:  # a line without a time (never expected)
+            continue
+        if at >= 0:
+            lines.append((at, text))
+    return sorted(lines, key=lambda line: line[0])
+
+
+def hub_start_phases(lines: list[tuple[float, str]]) -> dict:
+    """Where a hub start went, from the hub's log: seconds from the container's start to its
+    first line, to JupyterHub's first line (which may be one LabHub's config logs), to "Running JupyterHub version" (the config loaded)
+    and to "JupyterHub is now running"; and the longest quiet spans before that (the line each
+    one ended with)."""
+    def first(match) -> float | None:
+        return next((at for at, text in lines if match(text)), None)
+
+    running = first(lambda text: "JupyterHub is now running" in text)
+    phases = {"first_line": lines[0][0] if lines else None,
+              "jupyterhub_first_line": first(lambda text: JUPYTERHUB_LINE.match(text) is not None),
+              "jupyterhub_version": first(lambda text: "Running JupyterHub version" in text),  # its config loaded
+              "jupyterhub_running": running}
+    start = [line for line in lines if running is None or line[0] <= running]
+    spans = [(at - before, text, previous)
+             for (before, previous), (at, text) in zip([(0.0, "(container start)")] + start, start)]
+    phases["quiet_spans"] = [{"seconds": round(gap, 3), "after": previous[:200], "until": text[:200]}
+                             for gap, text, previous in sorted(spans, reverse=True)[:6]]
+    phases["log"] = [[round(at, 3), text[:300]] for at, text in start[:2000]]
+    return phases
+
+
+class _Watch(threading.Thread):
+    """Asks one user server for /api/status through the front door every POLL seconds until
+    stopped: how long it went unanswered (the longest run of failed looks, first failure to the
+    next answer)."""
+
+    def __init__(self, setup: Setup, url: str, headers: dict):
+        super().__init__(daemon=True)
+        self.setup, self.url, self.headers = setup, url, headers
+        self.stop, self.looks = threading.Event(), []
+
+    def run(self) -> None:
+        with _front(self.setup) as session:
+            while not self.stop.is_set():
+                self.looks.append((time.time(), _answers(session, self.url, self.headers)))
+                time.sleep(POLL)
+
+    def unanswered(self) -> float:
+        longest, down_since = 0.0, None
+        for at, ok in self.looks:
+            if not ok and down_since is None:
+                down_since = at
+            elif ok and down_since is not None:
+                longest, down_since = max(longest, at - down_since), None
+        if down_since is not None:  # never answered again
+            longest = max(longest, self.looks[-1][0] - down_since)
+        return longest
+
+
+def _front(setup: Setup) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = setup.deployment.ca_file
+    return session
+
+
+def _answers(session: requests.Session, url: str, headers: dict | None = None) -> bool:
+    try:
+        return session.get(url, headers=headers, timeout=5, allow_redirects=False).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _ready(setup: Setup, session: requests.Session, user: str, headers: dict) -> bool:
+    """Whether the hub has the user's (default) server ready."""
+    try:
+        r = session.get(setup.deployment.url + f"/hub/api/users/{quote(user, safe='')}", headers=headers, timeout=5)
+        return r.status_code == 200 and bool(r.json().get("servers", {}).get("", {}).get("ready"))
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
+    """`docker compose restart hub`, then: seconds from the new hub container's start (its
+    State.StartedAt, the engine's clock) to the login page answering 200 through the front
+    door, looked at every POLL seconds from the moment the restart command returns; the phases
+    in the hub's log; and the servers: each must answer /api/status through the front door again
+    (with the admin's token) and be ready in the hub's view, within SERVERS_BACK_TIMEOUT."""
+    headers = {"Authorization": f"token {token}"}
+    status_url = {user: setup.deployment.url + f"/user/{quote(user, safe='')}/api/status" for user in servers}
+    watch = _Watch(setup, status_url[servers[0]], headers) if servers else None
+    if watch:
+        watch.start()
+    asked = time.time()
+    setup.deployment.compose("restart", "hub")
+    returned = time.time()
+    container = setup.container("hub")
+    started = _engine_time(harness.docker("inspect", "-f", "{{.State.StartedAt}}", container))
+    result = {"started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="milliseconds"),
+              "restart_command": returned - asked, "restart_returned": returned - started, "problems": []}
+    login_url = setup.deployment.url + "/hub/login"
+    with _front(setup) as session:
+        while not _answers(session, login_url):
+            if time.time() > returned + HUB_START_TIMEOUT:
+                result["problems"].append(f"hub start: no login page through the front door {HUB_START_TIMEOUT}s "
+                                          "after the restart")
+                break
+            time.sleep(POLL)
+        else:
+            result["login"] = time.time() - started
+            # What the admin who restarts waits: the old hub's stop and the engine's work before
+            # the new container starts (re-attaching it to every server's network) included.
+            result["login_after_restart_command"] = time.time() - asked
+        # Every server that ran before: answering through the front door, and ready for the hub.
+        waiting, deadline = set(servers), time.time() + SERVERS_BACK_TIMEOUT
+        sessions = {user: _front(setup) for user in servers}
+
+        def back(user: str) -> bool:
+            return _answers(sessions[user], status_url[user], headers) and _ready(setup, sessions[user], user, headers)
+
+        with ThreadPoolExecutor(8) as pool:
+            while waiting and "login" in result and time.time() < deadline:
+                users = sorted(waiting)
+                waiting -= {user for user, ok in zip(users, pool.map(back, users)) if ok}
+                if waiting:
+                    time.sleep(POLL)
+        for each in sessions.values():
+            each.close()
+        if servers and "login" in result:
+            if waiting:
+                result["problems"].append(f"hub start: {len(waiting)} of {len(servers)} running servers not answering "
+                                          f"{SERVERS_BACK_TIMEOUT}s after the login page: {', '.join(sorted(waiting))}")
+            else:
+                result["servers_answering"] = time.time() - started
+    if watch:
+        watch.stop.set()
+        watch.join()
+        result["server_unanswered"] = watch.unanswered()
+    result.update(hub_start_phases(hub_log(container, started)))
+    return result
+
+
+def hub_start(setup: Setup, admin: harness.HubClient, servers: list[str], restarts: int = 1) -> dict:
+    """The hub restarted `restarts` times with HUB_START_USERS users in its database (made as
+    needed) and these users' servers running (see restart_hub)."""
+    made = ensure_users(admin, HUB_START_USERS)
+    r = admin.api("POST", f"/users/{quote(admin.user, safe='')}/tokens",
+                  json={"note": "benchmark: hub start", "expires_in": 3600})
+    assert r.status_code == 201, f"admin token: {r.status_code} {r.text[:300]}"
+    token = r.json()["token"]
+    users = len(admin.api("GET", "/users?limit=200").json())
+    runs = [restart_hub(setup, token, servers) for _ in range(restarts)]
+    keys = ("login", "login_after_restart_command", "first_line", "jupyterhub_first_line",
+            "jupyterhub_version", "jupyterhub_running", "servers_answering", "server_unanswered")
+    summary = {key: percentiles(values) for key in keys
+               if (values := [run[key] for run in runs if run.get(key) is not None])}
+    return {"users": users, "users_made": len(made), "servers": len(servers), "restarts": restarts, **summary,
+            "problems": [problem for run in runs for problem in run["problems"]], "runs": runs}

@@ -19,6 +19,7 @@ class Setup:
     user_password = PASSWORD
     deployment: harness.Deployment
     front: tuple[str, ...] = ()  # compose services in front of the hub's own proxy
+    measures_hub_start = False  # the hub restarted with servers running (LabHub's own target)
 
     def up(self) -> None:
         result = self.deployment.up(check=False)
@@ -75,6 +76,7 @@ class LabHub(Setup):
     """The repository's deployment without a .env: what a lab gets by default."""
     name = "LabHub"
     front = ("proxy",)
+    measures_hub_start = True
 
     def __init__(self):
         self.deployment = harness.Deployment("labhubbench")
