@@ -29,6 +29,7 @@ from pathlib import Path
 
 import docker
 
+from . import storage
 from .files import atomic
 from .settings import DATA_DIR, DATABASE, SITE_DIR, Settings, SettingError
 from .stack import Stack
@@ -106,14 +107,8 @@ class _Chunks(io.RawIOBase):
 
 def _areas(engine: docker.DockerClient, stack: Stack, s: Settings, shared: bool) -> tuple[list, list[str]]:
     """Docker mounts placing each home (and the shared folder) under HELPER_ROOT, and the users."""
-    mounts, users = [], []
-    if s.home_root:
-        mounts.append(docker.types.Mount(f"{HELPER_ROOT}/homes", s.home_root, type="bind", read_only=True))
-    else:
-        prefix = stack.home_volume.removesuffix("{username}")
-        for volume in sorted(v.name for v in engine.volumes.list(filters={"name": prefix}) if v.name.startswith(prefix)):
-            users.append(volume.removeprefix(prefix))
-            mounts.append(docker.types.Mount(f"{HELPER_ROOT}/homes/{users[-1]}", volume, read_only=True))
+    mounts = storage.home_mounts(engine, stack, s, f"{HELPER_ROOT}/homes")
+    users = [] if s.home_root else [m["Target"].rpartition("/")[2] for m in mounts]
     if shared and s.shared_dir:
         mounts.append(docker.types.Mount(f"{HELPER_ROOT}/shared", s.shared_dir, type="bind", read_only=True))
     return mounts, users

@@ -1,4 +1,5 @@
-"""`labhub status`: the user servers running now, what each runs and uses."""
+"""`labhub status`: the user servers running now, what each runs and uses; `labhub homes`: how
+much disk each user's home takes (their files and what they installed), largest first."""
 
 import datetime
 from concurrent.futures import ThreadPoolExecutor
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 import docker
 from escapism import unescape
 
+from . import storage
 from .gpu import ASSIGNED_LABEL
+from .settings import Settings
 from .stack import Stack
 
 
@@ -79,3 +82,21 @@ def table(found: list[Server], now: datetime.datetime) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines + [f"{len(found)} server(s) running"])
+
+
+def home_sizes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[tuple[str, int]]:
+    """(user, bytes on disk) for every home, largest first, measured by du in a helper container."""
+    mounts = storage.home_mounts(engine, stack, s, "/homes")
+    if not mounts:
+        return []
+    out = stack.run_helper(engine, ["find", "/homes", "-mindepth", "1", "-maxdepth", "1", "-type", "d",
+                                    "-exec", "du", "-sB1", "{}", "+"], mounts=mounts).decode()
+    sizes = [(unescape(path.rpartition("/")[2], escape_char="-"), int(size))
+             for size, path in (line.split("\t", 1) for line in out.splitlines())]
+    return sorted(sizes, key=lambda row: (-row[1], row[0]))
+
+
+def homes_table(sizes: list[tuple[str, int]]) -> str:
+    width = max([len("USER")] + [len(user) for user, _ in sizes])
+    lines = [f"{'USER'.ljust(width)}  {'SIZE':>10}"] + [f"{user.ljust(width)}  {size / 2**20:>6,.0f} MiB" for user, size in sizes]
+    return "\n".join(lines + [f"{len(sizes)} home(s), {sum(size for _, size in sizes) / 2**30:,.1f} GiB in all"])

@@ -66,6 +66,16 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -
     return dict(zip(folders, found, strict=True))
 
 
+def home_mounts(engine: docker.DockerClient, stack: Stack, s: Settings, root: str) -> list[docker.types.Mount]:
+    """Read-only mounts placing every user's home at root/<escaped user name>, for a helper
+    container: the host's home root whole, or each user's home volume."""
+    if s.home_root:
+        return [docker.types.Mount(root, s.home_root, type="bind", read_only=True)]
+    prefix = stack.home_volume.removesuffix("{username}")
+    names = sorted(v.name for v in engine.volumes.list(filters={"name": prefix}) if v.name.startswith(prefix))
+    return [docker.types.Mount(f"{root}/{name.removeprefix(prefix)}", name, read_only=True) for name in names]
+
+
 class UserIds:
     """Host uids for LABHUB_USER_IDS=per-user: given out once, from FIRST_UID up, and remembered
     in the hub's state volume, so a user's files keep one owner across restarts and upgrades."""

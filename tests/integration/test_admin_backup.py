@@ -79,6 +79,9 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
             users[name].stop_server()
         status = admin_command(deployment, "status").splitlines()
         assert [line.split()[0] for line in status[-2:]] == ["carol", "1"], status
+        homes = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in
+                 admin_command(deployment, "homes").splitlines()[1:-1]}  # USER  SIZE MiB rows
+        assert all(homes[name] >= 3 for name in users), homes  # each wrote 3 MB, running or not
         token = users["alice"].api("POST", "/users/alice/tokens", json={"note": "backup test"}).json()["token"]
         before = {name: home_listing(deployment, name) for name in ("alice", "bob")}
 

@@ -52,3 +52,14 @@ def test_users_and_servers_are_shown_by_their_own_names_not_as_escaped_in_contai
 
 def test_a_container_without_those_names_is_shown_by_its_unescaped_name():
     assert listed(Container("lab-user-ht-2d0"), Container("lab-user-bob--gpu-2drun")) == [("bob", "gpu-run"), ("ht-0", "")]
+
+
+def test_homes_are_listed_largest_first_with_their_user_names(monkeypatch):
+    du = "1048576\t/homes/ann\n5242880\t/homes/ht-2d0\n"  # the folders as named: escaped
+    stack = SimpleNamespace(run_helper=lambda engine, command, mounts: du.encode())
+    monkeypatch.setattr(status.storage, "home_mounts", lambda engine, stack, s, root: ["mounts"])
+    sizes = status.home_sizes(None, stack, None)
+    assert sizes == [("ht-0", 5 * 2**20), ("ann", 2**20)]
+    lines = status.homes_table(sizes).splitlines()
+    assert [line.split() for line in lines[:3]] == [["USER", "SIZE"], ["ht-0", "5", "MiB"], ["ann", "1", "MiB"]]
+    assert lines[3] == "2 home(s), 0.0 GiB in all"
