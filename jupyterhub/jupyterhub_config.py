@@ -3,4 +3,4 @@
 # JupyterHub itself). Change the hub there, never here.
 from labhub import hub
 
-hub.configure(get_config(), load_subconfig)  # noqa: F821 (JupyterHub provides both)
+hub.configure(get_config())  # noqa: F821 (JupyterHub provides it)

@@ -66,9 +66,9 @@ def _log_engine_problems(ctx: HubContext) -> None:
     threading.Thread(target=look, name="labhub-check", daemon=True).start()
 
 
-def configure(c, load_subconfig, environ=os.environ) -> HubContext:
-    """Configures JupyterHub in `c`, then loads the site's additions with JupyterHub's
-    load_subconfig; refuses (SettingError, one line) what the hub cannot start with."""
+def configure(c, environ=os.environ) -> HubContext:
+    """Configures JupyterHub in `c`, then runs the site's additions on it; refuses (SettingError,
+    one line) what the hub cannot start with."""
     s = settings.load(environ)
     engine = docker.from_env()
     ctx = context.make(engine, stack.own(engine), s, SECRET_DIR, environ)
@@ -79,5 +79,5 @@ def configure(c, load_subconfig, environ=os.environ) -> HubContext:
     former_copy = CONTEXT_DIR / FORMER_COPY
     if former_copy.exists():
         run_former_copy(c, ctx, former_copy)
-    load_site_files(load_subconfig)
+    load_site_files(c)
     return ctx

@@ -54,13 +54,16 @@ def site_file_problems(context_dir: Path) -> list[str]:
     return problems
 
 
-def load_site_files(load_subconfig, context_dir: Path = CONTEXT_DIR) -> None:
-    """Loads each jupyterhub_config.d file with JupyterHub's own load_subconfig; one that fails
-    stops the hub with one line."""
+def load_site_files(c, context_dir: Path = CONTEXT_DIR) -> None:
+    """Runs each jupyterhub_config.d file on the hub's own config c, as if its lines stood at the
+    end of the config file: so `c.DockerSpawner.environment.update(...)` or
+    `labhub.hooks.merge(c, "extra_host_config", ...)` add to what LabHub set (traitlets'
+    load_subconfig would start each from an empty config and replace LabHub's values whole).
+    One that fails stops the hub with one line."""
     for path in site_files(context_dir):
         log.info("labhub: site config %s", path)
         try:
-            load_subconfig(str(path))
+            exec(compile(path.read_bytes(), str(path), "exec"), {"c": c, "get_config": lambda: c, "__file__": str(path)})
         except Exception as error:
             raise _failed(path, error, "fix it, or remove the file") from None
 

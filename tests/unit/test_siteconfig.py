@@ -52,21 +52,26 @@ def site_dir(tmp_path, **files):
 
 
 def loaded(context_dir) -> Config:
-    """The hub's config file's view: LabHub's value, then the site files by JupyterHub's loader."""
+    """The hub's config file's view, loaded by JupyterHub's loader: LabHub's values (a plain one,
+    a dict, a function of the spawner), then the site files."""
     main = context_dir / "main.py"
-    main.write_text("c.Spawner.start_timeout = 60\nc.Spawner.environment = {'A': '1'}\n"
-                    "from labhub import siteconfig\nimport pathlib\n"
-                    f"siteconfig.load_site_files(load_subconfig, pathlib.Path({str(context_dir)!r}))\n")
+    main.write_text("from labhub import hooks, siteconfig\nimport pathlib\n"
+                    "c.Spawner.start_timeout = 60\nc.DockerSpawner.environment = {'A': '1'}\n"
+                    "hooks.merge(c, 'extra_host_config', lambda spawner: {'cap_drop': ['ALL']})\n"
+                    f"siteconfig.load_site_files(c, pathlib.Path({str(context_dir)!r}))\n")
     return PyFileConfigLoader("main.py", str(context_dir)).load_config()
 
 
 def test_site_files_load_in_name_order_and_win(tmp_path):
-    context = site_dir(tmp_path, **{"10_first.py": "c.Spawner.start_timeout = 200\n",
-                                    "20_second.py": "c.Spawner.start_timeout = 300\nc.Spawner.environment.update({'B': '2'})\n",
-                                    "notes.md": "not loaded ("})
+    context = site_dir(tmp_path, **{
+        "10_first.py": "c = get_config()\nc.Spawner.start_timeout = 200\n",
+        "20_second.py": "c.Spawner.start_timeout = 300\nc.DockerSpawner.environment.update({'B': '2'})\n"
+                        "from labhub import hooks\nhooks.merge(c, 'extra_host_config', {'pids_limit': 100})\n",
+        "notes.md": "not loaded ("})
     c = loaded(context)
     assert c.Spawner.start_timeout == 300
-    assert c.Spawner.environment == {"A": "1", "B": "2"}  # added to, not replaced
+    assert c.DockerSpawner.environment == {"A": "1", "B": "2"}  # added to, not replaced
+    assert c.DockerSpawner.extra_host_config(None) == {"cap_drop": ["ALL"], "pids_limit": 100}
 
 
 def test_a_broken_site_file_stops_the_hub_with_one_line(tmp_path):
