@@ -10,6 +10,7 @@ which; `labhub check` tells the admin to move them into a jupyterhub_config.d fi
 """
 
 import ast
+import importlib
 import importlib.resources
 import logging
 import traceback
@@ -25,6 +26,9 @@ log = logging.getLogger("JupyterHub")
 SITE_CONFIG_DIR = "jupyterhub_config.d"  # in jupyterhub/context/
 FORMER_COPY = "jupyterhub_config.py"  # in jupyterhub/context/
 MOVE_TO = f"jupyterhub/context/{SITE_CONFIG_DIR}/site.py"
+# The labhub modules the former template imported, for the copy's own lines that use them.
+TEMPLATE_MODULES = ("auth", "bootstrap", "certs", "checks", "containers", "gpu", "images", "network", "resources",
+                    "settings", "spawner", "stack", "storage")
 
 
 def site_files(context_dir: Path = CONTEXT_DIR) -> list[Path]:
@@ -92,12 +96,9 @@ def former_copy_advice(copy: Path) -> str:
 
 def run_former_copy(c, ctx: "HubContext", copy: Path) -> None:
     """Runs the copy's own lines, with the names the template gave them (s, lab, engine, catalog, gpus)."""
-    from . import (auth, bootstrap, certs, checks, containers, gpu, images, network, resources, settings, spawner,
-                   stack, storage)  # the modules the template imported, for lines that use them
     namespace = {"c": c, "get_config": lambda: c, "s": ctx.settings, "lab": ctx.stack, "engine": ctx.engine,
                  "catalog": ctx.catalog, "gpus": ctx.facts.gpus, "logging": logging,
-                 **{m.__name__.rpartition(".")[2]: m for m in (auth, bootstrap, certs, checks, containers, gpu, images,
-                                                               network, resources, settings, spawner, stack, storage)}}
+                 **{name: importlib.import_module(f"{__package__}.{name}") for name in TEMPLATE_MODULES}}
     own = own_statements(copy)
     log.warning("%s", former_copy_advice(copy))
     try:

@@ -1,6 +1,7 @@
 """Traefik in front of the hub: HTTPS with the generated certificate, HTTP redirected."""
 
 import json
+import time
 
 import requests
 
@@ -85,5 +86,24 @@ def test_a_copy_of_the_former_hub_config_template_keeps_working(stack):
         assert "move them into jupyterhub/context/jupyterhub_config.d/site.py" in stack.service_log("hub")
     finally:
         copy.unlink()
+        stack.compose("restart", "hub")
+        stack.up()
+
+
+def test_a_broken_site_file_stops_the_hub_with_one_line_naming_it(stack):
+    site = stack.dir / "jupyterhub/context/jupyterhub_config.d/50-broken.py"
+    site.write_text("c.Spawner.start_timeout = 300\nc.Spawner.cmd = command_nobody_defined\n")
+    try:
+        stack.compose("restart", "hub")
+        deadline = time.monotonic() + 60
+        while "labhub: error: jupyterhub/context/jupyterhub_config.d/50-broken.py" not in (log := stack.service_log("hub")):
+            assert time.monotonic() < deadline, log[-2000:]
+            time.sleep(1)
+        after = log.rsplit("labhub: site config /srv/jupyterhub/context/jupyterhub_config.d/50-broken.py", 1)[-1]
+        assert "labhub: error: jupyterhub/context/jupyterhub_config.d/50-broken.py: line 2: NameError: name " \
+               "'command_nobody_defined' is not defined; fix it, or remove the file" in after, log[-2000:]
+        assert "Traceback" not in after, after
+    finally:
+        site.unlink()
         stack.compose("restart", "hub")
         stack.up()
