@@ -1,5 +1,6 @@
 """Traefik in front of the hub: HTTPS with the generated certificate, HTTP redirected."""
 
+import contextlib
 import json
 import time
 
@@ -46,30 +47,38 @@ def login_page(stack) -> str:
     return session.get(stack.url + "/hub/login", verify=stack.ca_file).text
 
 
+@contextlib.contextmanager
+def written(stack, files: dict, restart=("hub",)):
+    """These site files written for the block; afterwards removed, and `restart` restarted."""
+    for path, text in files.items():
+        path.write_text(text)
+    try:
+        yield
+    finally:
+        for path in files:
+            path.unlink()
+        if "proxy" in restart:
+            stack.wait_until_published("traefik.toml", 'level = "INFO"')
+        stack.compose("restart", *restart)
+        stack.up()
+
+
 def test_site_additions_and_copies_are_used(stack):
     """The admin's jupyterhub_config.d files add to LabHub's hub config, in name order; their
     traefik.toml wins over the template."""
     context, proxy = stack.dir / "jupyterhub/context", stack.dir / "reverse-proxy"
-    site_dir, proxy_site = context / "jupyterhub_config.d", proxy / "traefik.toml"
-    first, second = site_dir / "10-notice.py", site_dir / "20-notice.py"
-    first.write_text((site_dir / "site.py.template").read_text()
-                     + 'c.JupyterHub.template_vars = {"announcement": "Maintenance on Thursday"}\n')
-    second.write_text('c.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n')
-    proxy_site.write_text((proxy / "traefik.toml.template").read_text().replace('level = "INFO"', 'level = "DEBUG"'))
-    try:
+    site_dir = context / "jupyterhub_config.d"
+    files = {site_dir / "10-notice.py": (site_dir / "site.py.template").read_text()
+             + 'c.JupyterHub.template_vars = {"announcement": "Maintenance on Thursday"}\n',
+             site_dir / "20-notice.py": 'c.JupyterHub.template_vars = {"announcement": "Maintenance on Friday"}\n',
+             proxy / "traefik.toml": (proxy / "traefik.toml.template").read_text().replace('level = "INFO"', 'level = "DEBUG"')}
+    with written(stack, files, restart=("hub", "proxy")):
         stack.wait_until_published("traefik.toml", 'level = "DEBUG"')
         stack.compose("restart", "hub", "proxy")
         stack.up()
         assert "Maintenance on Friday" in login_page(stack)
         assert "labhub: site config /srv/jupyterhub/context/jupyterhub_config.d/20-notice.py" in stack.service_log("hub")
         assert "DBG" in stack.service_log("proxy")
-    finally:
-        first.unlink()
-        second.unlink()
-        proxy_site.unlink()
-        stack.wait_until_published("traefik.toml", 'level = "INFO"')
-        stack.compose("restart", "hub", "proxy")
-        stack.up()
 
 
 def test_a_copy_of_the_former_hub_config_template_keeps_working(stack):
@@ -77,23 +86,17 @@ def test_a_copy_of_the_former_hub_config_template_keeps_working(stack):
     template's own (old wiring) are LabHub's now, and the hub's log says where the lines go."""
     former = (harness.REPO / "jupyterhub/labhub/former_template.txt").read_text()
     copy = stack.dir / "jupyterhub/context/jupyterhub_config.py"
-    copy.write_text(former + 'c.JupyterHub.template_vars = {"announcement": "Kept from the old copy"}\n')
-    try:
+    with written(stack, {copy: former + 'c.JupyterHub.template_vars = {"announcement": "Kept from the old copy"}\n'}):
         stack.compose("restart", "hub")
         stack.up()
         assert "Kept from the old copy" in login_page(stack)
         assert "a copy of the former hub config template" in stack.service_log("hub")
         assert "move them into jupyterhub/context/jupyterhub_config.d/site.py" in stack.service_log("hub")
-    finally:
-        copy.unlink()
-        stack.compose("restart", "hub")
-        stack.up()
 
 
 def test_a_broken_site_file_stops_the_hub_with_one_line_naming_it(stack):
     site = stack.dir / "jupyterhub/context/jupyterhub_config.d/50-broken.py"
-    site.write_text("c.Spawner.start_timeout = 300\nc.Spawner.cmd = command_nobody_defined\n")
-    try:
+    with written(stack, {site: "c.Spawner.start_timeout = 300\nc.Spawner.cmd = command_nobody_defined\n"}):
         stack.compose("restart", "hub")
         deadline = time.monotonic() + 60
         while "labhub: error: jupyterhub/context/jupyterhub_config.d/50-broken.py" not in (log := stack.service_log("hub")):
@@ -103,7 +106,3 @@ def test_a_broken_site_file_stops_the_hub_with_one_line_naming_it(stack):
         assert "labhub: error: jupyterhub/context/jupyterhub_config.d/50-broken.py: line 2: NameError: name " \
                "'command_nobody_defined' is not defined; fix it, or remove the file" in after, log[-2000:]
         assert "Traceback" not in after, after
-    finally:
-        site.unlink()
-        stack.compose("restart", "hub")
-        stack.up()
