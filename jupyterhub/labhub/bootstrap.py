@@ -6,17 +6,19 @@ from typing import TYPE_CHECKING
 
 from . import hooks
 from .network import WAIT_FOR_GUARD
+from .userenv import OLDER_PYTHON_NOTICE, SERVER
 
 if TYPE_CHECKING:
     from .context import HubContext
 
 CONTEXT_MOUNT = "/opt/labhub/context"  # the site's jupyterhub/context, read-only
 
-# After the network guard (labhub.network), runs bootstrap.sh (the site copy, else the template)
+# After the network guard (labhub.network) and the notice of packages installed for an older Python
+# (labhub.userenv), runs bootstrap.sh (the site copy, else the template)
 # unless it already ran for this home. A marker, not missing files, decides: what the user deletes
 # stays deleted. A failure is logged and left in the home for the user to see; the server starts
 # either way, and it runs again at the next start.
-START = WAIT_FOR_GUARD + f"""
+START = WAIT_FOR_GUARD + OLDER_PYTHON_NOTICE + f"""
 marker="$HOME/.local/share/labhub/bootstrapped"
 script={CONTEXT_MOUNT}/bootstrap.sh
 [ -f "$script" ] || script="$script.template"
@@ -36,6 +38,7 @@ exec "$@"
 
 def configure(c, ctx: "HubContext") -> None:
     hooks.merge(c, "volumes", {ctx.stack.context_dir: {"bind": CONTEXT_MOUNT, "mode": "ro"}})
-    c.DockerSpawner.cmd = ["sh", "-c", START, "labhub-start", "jupyterhub-singleuser"]
+    # The server runs apart from the user's own packages (labhub.userenv).
+    c.DockerSpawner.cmd = ["sh", "-c", START, "labhub-start", *SERVER]
     # bootstrap.sh may clone repositories: give the first start time for it.
     c.Spawner.http_timeout = 150
