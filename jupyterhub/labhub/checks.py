@@ -111,8 +111,9 @@ def flavor_versions(engine: docker.DockerClient, stack: Stack) -> dict[str, str]
 
 
 def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFacts, s: Settings) -> list[str]:
-    """What the Docker engine must offer, beyond what its probes found wrong (facts.errors): its API
-    version, the shared folder's mode, enough GPUs, user images that match the hub."""
+    """What the Docker engine must offer, beyond what its probes found wrong (facts.errors) and the
+    default flavor (the catalog's own check): its API version, the shared folder's mode, enough
+    GPUs, user images that match the hub. The hub logs these at its start."""
     have, need = facts.api_version, MIN_DOCKER_API
     if have < need:
         return [f"Docker engine: API {'.'.join(map(str, have))} is older than {'.'.join(map(str, need))} "
@@ -127,8 +128,6 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
     if devices and s.gpus_per_server.isdigit() and int(s.gpus_per_server) > len(devices):
         problems.append(str(fail("GPUS_PER_SERVER", f"{s.gpus_per_server} GPUs per server, but the engine "
                                                     f"offers {len(devices)}", f"set it to {len(devices)} or less")))
-    mem, cpus = resources.site_limits(facts, s)
-    problems += _collected(images.Catalog, engine, False, mem, cpus)
     hub_version = importlib.metadata.version("jupyterhub")
     for ref, version in flavor_versions(engine, stack).items():
         if version != hub_version:
@@ -140,7 +139,10 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
 def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
     """`labhub check`'s look at the engine: what its probes find wrong, then engine_problems."""
     facts = context.probe(engine, stack, s)
-    return [str(error) for error in facts.errors] + engine_problems(engine, stack, facts, s)
+    mem, cpus = resources.site_limits(facts, s)
+    # The hub makes the catalog at its start (and refuses without the default flavor); check does here.
+    catalog = _collected(images.Catalog, engine, False, mem, cpus)
+    return [str(error) for error in facts.errors] + catalog + engine_problems(engine, stack, facts, s)
 
 
 def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
