@@ -86,7 +86,7 @@ def _reference_login(figures: dict) -> dict:
 def _hub_start_label(results: dict) -> str:
     """The hub start's row, with what it was measured with (a short run has fewer servers)."""
     start = next((r["hub_start"] for r in results.values() if r.get("hub_start")), None)
-    return f"hub start ({start['users']} users, {start['servers']} servers)" if start else "hub start"
+    return f"hub restart ({start['users']} users, {start['servers']} servers)" if start else "hub restart"
 
 
 def rows(results: dict, users: int):
@@ -121,7 +121,10 @@ def rows(results: dict, users: int):
         ("  to JupyterHub's first log line", "s", s, lambda r: r["hub_start"]["jupyterhub_first_line"]["p50"], None),
         ("  to \"JupyterHub is now running\"", "s", s, lambda r: r["hub_start"]["jupyterhub_running"]["p50"], None),
         ("  to every server answering", "s", s, lambda r: r["hub_start"]["servers_answering"]["p50"], None),
+        # A server polled through the front door every 0.1 s, from before the restart command on.
         ("  a server unanswered meanwhile", "s", s, lambda r: r["hub_start"]["server_unanswered"]["p50"], None),
+        ("  failed requests to that server", "", None, lambda r: r["hub_start"]["server_failed_requests"]["max"],
+         ("equal", 0)),
         ("  login from the restart command", "s", s,
          lambda r: r["hub_start"]["login_after_restart_command"]["p50"], None),
     ]
@@ -170,7 +173,8 @@ def hub_start_line(run: dict) -> str:
             f"{at('jupyterhub_first_line')}, 'Running JupyterHub version' {at('jupyterhub_version')}, "
             f"'JupyterHub is now running' {at('jupyterhub_running')}, login page 200 "
             f"{at('login')} ({at('login_after_restart_command')} from the restart command), every server answering "
-            f"{at('servers_answering')}; a server unanswered {at('server_unanswered')} s. Longest quiet spans in "
+            f"{at('servers_answering')}; a server unanswered {at('server_unanswered')} s "
+            f"({run.get('server_failed_requests', '-')} failed requests). Longest quiet spans in "
             f"the log: {spans}")
 
 

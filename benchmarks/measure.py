@@ -289,41 +289,6 @@ def hub_start_phases(lines: list[tuple[float, str]]) -> dict:
     return phases
 
 
-class _Watch(threading.Thread):
-    """Asks one user server for /api/status through the front door every POLL seconds until
-    stopped: how long it went unanswered (the longest run of failed looks, first failure to the
-    next answer)."""
-
-    def __init__(self, setup: Setup, url: str, headers: dict):
-        super().__init__(daemon=True)
-        self.setup, self.url, self.headers = setup, url, headers
-        self.stop, self.looks = threading.Event(), []
-
-    def run(self) -> None:
-        with _front(self.setup) as session:
-            while not self.stop.is_set():
-                self.looks.append((time.time(), _answers(session, self.url, self.headers)))
-                time.sleep(POLL)
-
-    def unanswered(self) -> float:
-        longest, down_since = 0.0, None
-        for at, ok in self.looks:
-            if not ok and down_since is None:
-                down_since = at
-            elif ok and down_since is not None:
-                longest, down_since = max(longest, at - down_since), None
-        if down_since is not None:  # never answered again
-            longest = max(longest, self.looks[-1][0] - down_since)
-        return longest
-
-
-def _front(setup: Setup) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = setup.deployment.ca_file
-    return session
-
-
 def _answers(session: requests.Session, url: str, headers: dict | None = None) -> bool:
     try:
         return session.get(url, headers=headers, timeout=5, allow_redirects=False).status_code == 200
@@ -348,7 +313,7 @@ def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
     (with the admin's token) and be ready in the hub's view, within SERVERS_BACK_TIMEOUT."""
     headers = {"Authorization": f"token {token}"}
     status_url = {user: setup.deployment.url + f"/user/{quote(user, safe='')}/api/status" for user in servers}
-    watch = _Watch(setup, status_url[servers[0]], headers) if servers else None
+    watch = harness.Watch(setup.deployment, status_url[servers[0]], headers, every=POLL) if servers else None
     if watch:
         watch.start()
     asked = time.time()
@@ -359,7 +324,7 @@ def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
     result = {"started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="milliseconds"),
               "restart_command": returned - asked, "restart_returned": returned - started, "problems": []}
     login_url = setup.deployment.url + "/hub/login"
-    with _front(setup) as session:
+    with setup.deployment.session() as session:
         while not _answers(session, login_url):
             if time.time() > returned + HUB_START_TIMEOUT:
                 result["problems"].append(f"hub start: no login page through the front door {HUB_START_TIMEOUT}s "
@@ -373,7 +338,7 @@ def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
             result["login_after_restart_command"] = time.time() - asked
         # Every server that ran before: answering through the front door, and ready for the hub.
         waiting, deadline = set(servers), time.time() + SERVERS_BACK_TIMEOUT
-        sessions = {user: _front(setup) for user in servers}
+        sessions = {user: setup.deployment.session() for user in servers}
 
         def back(user: str) -> bool:
             return _answers(sessions[user], status_url[user], headers) and _ready(setup, sessions[user], user, headers)
@@ -393,9 +358,9 @@ def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
             else:
                 result["servers_answering"] = time.time() - started
     if watch:
-        watch.stop.set()
-        watch.join()
+        watch.stop()
         result["server_unanswered"] = watch.unanswered()
+        result["server_failed_requests"] = len(watch.failures)
     result.update(hub_start_phases(hub_log(container, started)))
     return result
 
@@ -411,7 +376,8 @@ def hub_start(setup: Setup, admin: harness.HubClient, servers: list[str], restar
     users = len(admin.api("GET", "/users?limit=200").json())
     runs = [restart_hub(setup, token, servers) for _ in range(restarts)]
     keys = ("login", "login_after_restart_command", "first_line", "jupyterhub_first_line",
-            "jupyterhub_version", "jupyterhub_running", "servers_answering", "server_unanswered")
+            "jupyterhub_version", "jupyterhub_running", "servers_answering", "server_unanswered",
+            "server_failed_requests")
     summary = {key: percentiles(values) for key in keys
                if (values := [run[key] for run in runs if run.get(key) is not None])}
     return {"users": users, "users_made": len(made), "servers": len(servers), "restarts": restarts, **summary,

@@ -18,7 +18,7 @@ class Setup:
     name: str
     user_password = PASSWORD
     deployment: harness.Deployment
-    front: tuple[str, ...] = ()  # compose services in front of the hub's own proxy
+    front: tuple[str, ...] = ()  # compose services that route (besides a proxy inside the hub)
     measures_hub_start = False  # the hub restarted with servers running (LabHub's own target)
 
     def up(self) -> None:
@@ -75,7 +75,7 @@ class Setup:
 class LabHub(Setup):
     """The repository's deployment without a .env: what a lab gets by default."""
     name = "LabHub"
-    front = ("proxy",)
+    front = ("proxy", "chp", "restart-page")
     measures_hub_start = True
 
     def __init__(self):

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -76,6 +77,12 @@ class Deployment:
     @property
     def ca_file(self) -> str:
         return str(self.secret / "labhub-ca.crt")
+
+    def session(self) -> requests.Session:
+        """An HTTPS session that trusts this deployment's CA (not the machine's REQUESTS_CA_BUNDLE)."""
+        session = requests.Session()
+        session.trust_env, session.verify = False, self.ca_file
+        return session
 
     def admin_password(self, admin="admin") -> str:
         return (self.secret / "admin-passwords" / admin).read_text().strip()
@@ -149,6 +156,56 @@ class Deployment:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Watch(threading.Thread):
+    """Asks one URL through the front door every `every` seconds, from start() (or `with`) until
+    stop(): the looks that did not get a 200 (when, and the status or error), and the longest
+    span without an answer."""
+
+    def __init__(self, deployment: "Deployment", url: str, headers: dict | None = None, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.session = deployment.session()
+        self.url, self.headers, self.every = url, headers or {}, every
+        self.stopped, self.looks = threading.Event(), []  # looks: (time.time(), status or error, ok)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                status = self.session.get(self.url, headers=self.headers, timeout=5, allow_redirects=False).status_code
+                self.looks.append((time.time(), status, status == 200))
+            except requests.RequestException as e:
+                self.looks.append((time.time(), type(e).__name__, False))
+            time.sleep(self.every)
+
+    def stop(self) -> "Watch":
+        self.stopped.set()
+        self.join()
+        self.session.close()
+        return self
+
+    def __enter__(self) -> "Watch":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def failures(self) -> list[tuple[float, object]]:
+        return [(at, what) for at, what, ok in self.looks if not ok]
+
+    def unanswered(self) -> float:
+        """The longest run of failed looks: its first failure to the next answer (or the last look)."""
+        longest, down_since = 0.0, None
+        for at, _, ok in self.looks:
+            if not ok and down_since is None:
+                down_since = at
+            elif ok and down_since is not None:
+                longest, down_since = max(longest, at - down_since), None
+        if down_since is not None:
+            longest = max(longest, self.looks[-1][0] - down_since)
+        return longest
+
+
 def native_user(deployment: "Deployment", admin: "HubClient", user: str, password: str = "Lab-Notebook-2026") -> "HubClient":
     """A new user of a native-login deployment: signed up, approved by the admin, logged in."""
     client = HubClient(deployment)
@@ -169,9 +226,7 @@ class HubClient:
     def __init__(self, deployment: Deployment):
         self.deployment = deployment
         self.base = deployment.url
-        self.http = requests.Session()
-        self.http.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats verify
-        self.http.verify = deployment.ca_file
+        self.http = deployment.session()
         self.user = None
         self.server = ""  # "" is the user's default server; else a named one
 

@@ -1,11 +1,13 @@
-"""Networks: each user server alone on a bridge network of its own, which only the hub joins.
+"""Networks: each user server alone on a bridge network of its own, which only the hub and the
+routing proxy (labhub.chp) join.
 
 A server reaches the hub (its API and login pages, as `hub`) and, through Docker's NAT, the
 outside world; nothing else of the stack: Docker drops traffic between bridge networks, so other
 users' servers, Traefik and anything on the host's other networks are out of reach, on any port.
-The hub and its proxy reach each server at the server's address on that network.
+The proxy serves nothing there. The hub and the proxy reach each server at the server's address
+on that network; a proxy container started anew (restarted, recreated) is joined again at once.
 
-Each network gets a small subnet (a /29: gateway, hub and server) from LABHUB_USER_SUBNETS, so a
+Each network gets a small subnet (a /29: gateway, hub, proxy and server) from LABHUB_USER_SUBNETS, so a
 lab is not limited by Docker's default address pools (about 30 networks per engine). A network
 outlives its server for KEEP_SECONDS: the user's next start that day finds it made and the hub on
 it, which saves about a tenth of a second. Then it is removed (looked for whenever a server
@@ -34,7 +36,7 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
-from . import hooks
+from . import chp, hooks
 from .stack import USERS_NETWORK_LABEL, Stack
 
 if TYPE_CHECKING:
@@ -45,9 +47,11 @@ SUBNET_PREFIX = 29
 KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
-# Run by the helper in the server's network namespace; HUB is the hub's address there.
+# Run by the helper in the server's network namespace; HUB is the hub's address there. Replies
+# go out too (to the proxy's requests), never a connection the server opens.
 GUARD_RULES = f"""set -e
 iptables -w -A OUTPUT -o lo -j ACCEPT
+iptables -w -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -w -A OUTPUT -d "$HUB" -j ACCEPT
 iptables -w -A OUTPUT -p udp --dport 53 -j ACCEPT
 iptables -w -A OUTPUT -p tcp --dport 53 -j ACCEPT
@@ -74,9 +78,6 @@ sys.exit(1)' "$LABHUB_GUARD_PROBE"; do
   done
 fi
 """
-# Where the hub's proxy (configurable-http-proxy) takes orders: loopback only, never a network.
-PROXY_API_URL = "http://127.0.0.1:8001"
-
 
 def server_network(stack: Stack, spawner) -> str:
     """The network of one server, e.g. labhub_user-jo-2danne for container labhub-user-jo-2danne.
@@ -104,39 +105,91 @@ def free_subnet(pool: ipaddress.IPv4Network, used) -> ipaddress.IPv4Network | No
 
 
 class ServerNetworks:
-    """Makes a server's network (and puts the hub on it) before the server first starts."""
+    """Makes a server's network (and puts the hub and the proxy on it) before the server first
+    starts."""
 
-    def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network):
+    def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network, with_proxy: bool):
         self.engine, self.stack, self.pool = engine, stack, pool
         self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
+        self.with_proxy = with_proxy  # whether a chp service routes to the servers (not hub-direct)
+        self.proxy = self._running_proxy()
         self.lock = threading.Lock()  # one subnet choice, or one removal, at a time
         self.unused_since: dict[str, float] = {}  # kept network -> when its server stopped (monotonic)
 
     def front_ip(self) -> str:
-        """The hub's address on its compose network, where Traefik reaches it."""
+        """The hub's address on its compose network (hub-direct mode serves there)."""
         return self.hub.attrs["NetworkSettings"]["Networks"][f"{self.stack.project}_default"]["IPAddress"]
+
+    def _running_proxy(self):
+        if not self.with_proxy:
+            return None
+        running = self.stack.service_containers(self.engine, chp.SERVICE)
+        if not running:
+            log.warning("The %s service is not running: user servers are not reachable until it is", chp.SERVICE)
+        return running[0] if running else None
 
     def _labels(self) -> dict:
         return {USERS_NETWORK_LABEL: self.stack.project}
 
+    def _members(self) -> list:
+        """(container, aliases) of what joins every server's network: the hub, as `hub`, and the proxy."""
+        return [(self.hub, [self.stack.hub_alias])] + ([(self.proxy, [])] if self.proxy else [])
+
     def _serves(self, network) -> bool:
-        """Whether a container besides the hub is on the network (whose attrs are fresh)."""
-        return bool(set(network.attrs.get("Containers") or {}) - {self.hub.id})
+        """Whether a container besides the hub and the proxy is on the network (whose attrs are fresh)."""
+        return bool(set(network.attrs.get("Containers") or {}) - {member.id for member, _ in self._members()})
 
     def _join(self, network) -> None:
-        """Puts the hub on the network (whose attrs are fresh) unless it is there."""
-        if self.hub.id not in (network.attrs.get("Containers") or {}):
-            network.connect(self.hub, aliases=[self.stack.hub_alias])
+        """Puts the hub and the proxy on the network (whose attrs are fresh) unless there."""
+        joined = False
+        for member, aliases in self._members():
+            if member.id not in (network.attrs.get("Containers") or {}):
+                try:
+                    network.connect(member, aliases=aliases)
+                except APIError as e:  # e.g. the proxy recreated just now: its start joins it
+                    if member is self.hub:
+                        raise
+                    log.warning("Could not put %s on network %s: %s", member.name, network.name, e)
+                joined = True
+        if joined:
             network.reload()
+
+    def _server_networks(self) -> list:
+        return self.engine.networks.list(filters={"label": f"{USERS_NETWORK_LABEL}={self.stack.project}"})
 
     def recover(self) -> None:
         """At hub start: join the networks of servers still running; remove those left empty."""
-        for network in self.engine.networks.list(filters={"label": f"{USERS_NETWORK_LABEL}={self.stack.project}"}):
+        for network in self._server_networks():
             network.reload()
             if self._serves(network):
                 self._join(network)
             else:
                 self._remove(network)
+
+    def proxy_started(self, container_id: str) -> None:
+        """A chp container started (anew, or the same one restarted): put it on every server's network."""
+        with self.lock:
+            self.proxy = self.engine.containers.get(container_id)
+            for network in self._server_networks():
+                network.reload()
+                self._join(network)
+
+    def watch_proxy(self, started) -> None:
+        """Forever (a daemon thread): on each start of a chp container, proxy_started, then
+        started() (the hub re-makes the routes a restarted proxy lost)."""
+        filters = {"type": "container", "event": "start",
+                   "label": [f"com.docker.compose.project={self.stack.project}",
+                             f"com.docker.compose.service={chp.SERVICE}"]}
+        while True:
+            try:
+                for event in self.engine.events(decode=True, filters=filters):
+                    log.info("The %s service started: joining it to the servers' networks, re-making routes",
+                             chp.SERVICE)
+                    self.proxy_started(event["id"])
+                    started()
+            except Exception as e:  # the engine restarted, say: watch again
+                log.warning("Watching the %s service: %s", chp.SERVICE, e)
+                time.sleep(5)
 
     def create(self, name: str) -> tuple[str, str]:
         """Makes the network with the hub on it, unless an earlier server left it; returns the
@@ -217,18 +270,27 @@ class ServerNetworks:
 
     def _remove(self, network) -> None:
         try:
-            if self.hub.id in (network.attrs.get("Containers") or {}):
-                network.disconnect(self.hub, force=True)
+            for member, _ in self._members():
+                if member.id in (network.attrs.get("Containers") or {}):
+                    network.disconnect(member, force=True)
             network.remove()
         except APIError as e:  # e.g. a container that has not gone yet: the next hub start retries
             log.warning("Could not remove network %s: %s", network.name, e)
 
 
 def configure(c, ctx: "HubContext") -> None:
-    """Per-server networks, the hub reachable as `hub` on each, the proxy's API on loopback."""
+    """Per-server networks, the hub reachable as `hub` on each, and the proxy on each."""
     s, stack = ctx.settings, ctx.stack
-    networks = ServerNetworks(ctx.engine, stack, s.user_subnets)
+    networks = ServerNetworks(ctx.engine, stack, s.user_subnets, with_proxy=not s.hub_ssl)
     networks.recover()
+    try:
+        loop = asyncio.get_running_loop()  # JupyterHub's: it loads its config in its loop
+    except RuntimeError:  # not in the hub (tests)
+        loop = None
+    if networks.with_proxy and loop:
+        def started():
+            asyncio.run_coroutine_threadsafe(chp.recheck_routes(), loop)
+        threading.Thread(target=networks.watch_proxy, args=(started,), name="labhub-proxy-watch", daemon=True).start()
 
     tasks = set()  # running background tasks (the event loop keeps only weak references)
 
@@ -250,15 +312,14 @@ def configure(c, ctx: "HubContext") -> None:
 
     hooks.add_hook(c, "pre_spawn_hook", make_network)
     hooks.add_hook(c, "post_stop_hook", keep_network)
-    # The hub and its proxy reach servers at their address on their own network.
+    # The hub and the proxy reach servers at their address on their own network.
     c.DockerSpawner.use_internal_ip = True
     # The hub API answers on every server's network, where servers know it as `hub`; the proxy
-    # and the hub's services, in the hub's container, use loopback: a server's network (and the
-    # hub's address on it) goes away while requests may still be on their way.
+    # and the hub's services reach it on the compose network (labhub.chp): a server's network
+    # (and the hub's address on it) goes away while requests may still be on their way.
     c.JupyterHub.hub_ip = "0.0.0.0"
     c.JupyterHub.hub_port = HUB_PORT
-    c.JupyterHub.hub_connect_ip = "127.0.0.1"
     c.Spawner.hub_connect_url = f"http://{stack.hub_alias}:{HUB_PORT}"
-    # The proxy's public side only where Traefik is, and its API on loopback only.
-    c.JupyterHub.bind_url = f"http://{networks.front_ip()}:8000"
-    c.ConfigurableHTTPProxy.api_url = PROXY_API_URL
+    # Hub-direct mode: the hub's own proxy serves where its port is published, not on servers' networks.
+    if s.hub_ssl:
+        c.JupyterHub.bind_url = f"http://{networks.front_ip()}:8000"

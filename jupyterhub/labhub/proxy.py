@@ -25,7 +25,10 @@ STATIC_FILE = "traefik.toml"
 DYNAMIC_DIR = "dynamic"
 TLS_FILE = "labhub-tls.toml"
 CA_BUNDLE = "ca-certificates.pem"
-READY_FILE = "ready"  # made after this container's first publish: what Traefik waits for
+# Written after this container's first publish, naming the settings its static configuration was
+# made with: Traefik (docker-compose.yml) starts once it names Traefik's own, so it never starts on
+# a previous one's, and needs no depends_on (which would restart it with every hub upgrade).
+READY_FILE = "ready"
 POLL_SECONDS = 1.0
 RECHECK_SECONDS = 3600.0  # renews a self-made certificate / repeats expiry warnings while running
 
@@ -40,6 +43,11 @@ def static_config(reverse_proxy_dir: Path, s: Settings) -> str:
         tls += ('  [certificatesResolvers.acme.acme.httpChallenge]\n    entryPoint = "web"\n' if s.acme_challenge == "http-01"
                 else "  [certificatesResolvers.acme.acme.tlsChallenge]\n")
     return text + tls
+
+
+def static_fingerprint(s: Settings) -> str:
+    """The settings Traefik's static configuration is made from, as Traefik's start compares them."""
+    return f"tls={s.tls} hostname={s.hostname} acme={s.acme_server} {s.acme_challenge}"
 
 
 def tls_config(secret_dir: Path, s: Settings) -> str:
@@ -100,7 +108,7 @@ def watch(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -> 
             try:
                 for line in publish(secret_dir, reverse_proxy_dir, out, s):
                     print(f"labhub proxy-config: {line}", flush=True)
-                ready.touch()
+                ready.write_text(static_fingerprint(s))
             except SettingError as error:
                 print(f"labhub proxy-config: error: {error} (still serving the previous certificate)", flush=True)
             published, checked = _snapshot(*sources), time.monotonic()  # a renewal changed them itself

@@ -27,10 +27,14 @@ class Stack:
         no network and removed when done, unless options say otherwise."""
         return engine.containers.run(image or self.hub_image, command, **{"network_mode": "none", "remove": True, **options})
 
+    def service_containers(self, engine: docker.DockerClient, service: str) -> list:
+        """The running containers of one of this LabHub's compose services."""
+        return engine.containers.list(filters={"label": [f"com.docker.compose.project={self.project}",
+                                                         f"com.docker.compose.service={service}"]})
+
     def hub_containers(self, engine: docker.DockerClient) -> list:
         """This LabHub's hub container, if it runs (the admin command's view of it)."""
-        return engine.containers.list(filters={"label": [f"com.docker.compose.project={self.project}",
-                                                         "com.docker.compose.service=hub"]})
+        return self.service_containers(engine, "hub")
 
     @property
     def container_prefix(self) -> str:

@@ -1,5 +1,6 @@
 """`./labhub upgrade` on the real stack: a hub database made by JupyterHub 5 is migrated to this
-JupyterHub's schema and its user keeps working; an upgrade with a server running leaves it running."""
+JupyterHub's schema and its user keeps working; an upgrade with a server running leaves it running
+and answering."""
 
 import os
 
@@ -49,8 +50,11 @@ def test_upgrade_from_jupyterhub_5_keeps_users_and_servers():
         assert status.status_code == 200, status.text[:500]
         server = deployment.user_container("olduser")
 
-        # Again, with the server running: the hub restarts on its image, the server carries on.
-        upgrade(deployment)
+        # Again, with the server running: the hub restarts on its image, the server carries on,
+        # answering all through the upgrade (its route lives in chp, which the upgrade leaves be).
+        with harness.Watch(deployment, user.url("/user/olduser/api/status"), dict(user.http.headers)) as watch:
+            upgrade(deployment)
+        assert watch.failures == [] and len(watch.looks) > 5, watch.failures[:10]
         assert deployment.user_container("olduser") == server
         assert user.http.get(user.url("/user/olduser/api/status")).status_code == 200
         assert user.api("GET", "/users/olduser").json()["servers"][""]["ready"]

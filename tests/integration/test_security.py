@@ -3,6 +3,7 @@ browser session or token can do to another's server through Traefik, what a user
 become, and where the hub's secrets stay."""
 
 import ast
+import ipaddress
 import json
 import stat
 import time
@@ -66,13 +67,16 @@ def two_users(stack):
 def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_users):
     alba, bruno = two_users
     a, b = stack.user_container("alba"), stack.user_container("bruno")
-    hub, proxy = service_container(stack, "hub"), service_container(stack, "proxy")
+    hub, proxy, chp = (service_container(stack, service) for service in ("hub", "proxy", "chp"))
     # Bruno runs something of his own on an extra port, as a dask dashboard would.
     harness.docker("exec", "-d", b, "python3", "-m", "http.server", "9999")
     b_ip = next(iter(addresses(b).values()))
     others = [(b_ip, 8888), (b_ip, 9999)]
     others += [(ip, port) for ip in addresses(proxy).values() for port in (80, 443, 8080, 8082)]
     others += [(ip, port) for ip in addresses(hub).values() for port in (8000, 8001)]
+    # The routing proxy is on Alba's network too (it reaches her server there), and serves nothing there.
+    assert set(addresses(chp)) > set(addresses(a))
+    others += [(ip, port) for ip in addresses(chp).values() for port in (8000, 8001)]
 
     # Seen from the hub, all of Bruno's ports answer: what Alba is refused below is really there.
     deadline = time.monotonic() + 20
@@ -94,6 +98,34 @@ def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_u
     # The outside world answers (the package index users pip install from).
     outside = "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)"
     assert in_container(a, outside) == 200
+
+
+def listening(container: str) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket in the container's network namespace, but
+    the engine's own name server (127.0.0.11)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in harness.docker("exec", container, "cat", table).splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":  # LISTEN
+                address, port = local.split(":")
+                raw = bytes.fromhex(address)
+                ip = ipaddress.ip_address(raw[::-1] if len(raw) == 4 else b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                found.add((str(ip), int(port, 16)))
+    return {(ip, port) for ip, port in found if ip != "127.0.0.11"}
+
+
+def test_the_routing_proxy_serves_only_where_traefik_reaches_it_and_its_api_is_a_socket(stack, two_users):
+    chp = service_container(stack, "chp")
+    front = addresses(chp)[f"{stack.project}_default"]
+    assert listening(chp) == {(front, 8000)}  # no API port, nothing on the servers' networks
+    # The API's socket and token: chp's own (it runs as nobody), in a volume no user server mounts.
+    assert harness.docker("exec", chp, "stat", "-c", "%U %a", "/run/labhub-proxy", "/run/labhub-proxy/token").split("\n") \
+        == ["nobody 700", "nobody 600"]
+    assert harness.docker("exec", chp, "id", "-u") == "65534"
+    for user in ("alba", "bruno"):
+        mounts = json.loads(harness.docker("inspect", "-f", "{{json .Mounts}}", stack.user_container(user)))
+        assert not [m for m in mounts if "proxy-api" in (m.get("Name") or "")], mounts
 
 
 def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
@@ -138,16 +170,17 @@ def test_running_servers_stay_reachable_when_the_hub_container_is_made_anew(stac
 
 
 def test_a_servers_network_outlives_it_until_the_hub_starts_again(stack, admin):
-    """The next start finds the network made and the hub on it; a hub start removes the networks
-    of servers that are not running."""
+    """The next start finds the network made and the hub and chp on it; a hub start removes the
+    networks of servers that are not running."""
     carla = harness.native_user(stack, admin, "carla")
     carla.start_server()
     (name,) = addresses(stack.user_container("carla"))
     made = harness.docker("network", "inspect", "-f", "{{.Id}}", name)
     carla.stop_server()
     members = harness.docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", name).split()
-    hub = harness.docker("inspect", "-f", "{{.Name}}", service_container(stack, "hub")).lstrip("/")
-    assert members == [hub], members
+    stays = [harness.docker("inspect", "-f", "{{.Name}}", service_container(stack, service)).lstrip("/")
+             for service in ("hub", "chp")]
+    assert sorted(members) == sorted(stays), members
     carla.start_server()
     assert harness.docker("network", "inspect", "-f", "{{.Id}}", name) == made
     carla.stop_server()
@@ -160,7 +193,7 @@ REMOVE_A_DAY_LATER = """
 import sys, time, docker
 from labhub import network, settings, stack
 engine = docker.from_env()
-networks = network.ServerNetworks(engine, stack.own(engine), settings.load().user_subnets)
+networks = network.ServerNetworks(engine, stack.own(engine), settings.load().user_subnets, with_proxy=True)
 networks.keep(sys.argv[1], time.monotonic())
 print(repr((networks.remove_unused(time.monotonic()), networks.remove_unused(time.monotonic() + network.KEEP_SECONDS))))
 """
@@ -214,14 +247,11 @@ def test_secrets_are_private_and_never_logged(stack, admin):
         hub = service_container(stack, "hub")
         cookie_secret = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
         assert harness.docker("exec", hub, "stat", "-c", "%a", cookie_secret) == "600"
-        proxy_token = harness.docker("exec", hub, "python", "-c", """
-import pathlib
-for p in pathlib.Path('/proc').glob('[0-9]*'):
-    env = dict(v.split('=', 1) for v in (p / 'environ').read_text().split('\\0') if '=' in v)
-    if 'CONFIGPROXY_AUTH_TOKEN' in env:
-        print(env['CONFIGPROXY_AUTH_TOKEN'])
-        break
-""")
+        # The routing proxy's API token: chp's own (the hub reads it as root), in no environment
+        # that `docker inspect` shows.
+        chp = service_container(stack, "chp")
+        proxy_token = harness.docker("exec", chp, "cat", "/run/labhub-proxy/token")
+        assert proxy_token not in harness.docker("inspect", chp, hub)
         secrets = {
             "cookie secret": harness.docker("exec", hub, "cat", cookie_secret),
             "proxy token": proxy_token,

@@ -38,38 +38,63 @@ def test_a_servers_network_is_named_after_its_container_and_sorts_after_the_comp
     assert name == "lab_user-jo-2danne--project" and name > "lab_default"
 
 
-def test_proxy_api_on_loopback_and_its_public_side_where_traefik_is(monkeypatch):
-    monkeypatch.setattr(network.ServerNetworks, "__init__", lambda self, *a: None)
-    monkeypatch.setattr(network.ServerNetworks, "recover", lambda self: None)
-    monkeypatch.setattr(network.ServerNetworks, "front_ip", lambda self: "172.20.0.3")
+def fake_server_networks(monkeypatch, **methods):
+    """ServerNetworks with an engine of nothing: its methods replaced (recover by default)."""
+    def init(self, engine, stack, pool, with_proxy):
+        self.with_proxy = with_proxy
+    for name, fake in {"__init__": init, "recover": lambda self: None, "front_ip": lambda self: "172.20.0.3",
+                       **methods}.items():
+        monkeypatch.setattr(network.ServerNetworks, name, fake)
+
+
+def test_servers_reach_the_hub_as_hub_on_their_network(monkeypatch):
+    fake_server_networks(monkeypatch)
     c = Config()
     network.configure(c, hub_context())
-    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
-    assert c.JupyterHub.bind_url == "http://172.20.0.3:8000"
-    assert (c.Spawner.hub_connect_url, c.JupyterHub.hub_connect_ip) == ("http://hub:8081", "127.0.0.1")
+    assert (c.Spawner.hub_connect_url, c.JupyterHub.hub_ip) == ("http://hub:8081", "0.0.0.0")
+    assert "bind_url" not in c.JupyterHub  # nothing of the hub's proxy: chp serves (labhub.chp)
     assert callable(c.Spawner.pre_spawn_hook) and callable(c.Spawner.post_stop_hook)
+
+
+def test_hub_direct_mode_serves_its_own_proxy_where_its_port_is_published(monkeypatch):
+    fake_server_networks(monkeypatch)
+    c = Config()
+    network.configure(c, hub_context(settings.load({"LABHUB_HUB_SSL": "true"})))
+    assert c.JupyterHub.bind_url == "http://172.20.0.3:8000"
 
 
 class FakeNetwork:
     def __init__(self, name, containers):
-        self.name, self.removed = name, False
+        self.name, self.removed, self.aliases = name, False, {}
         self.attrs = {"Containers": {c: {"IPv4Address": "10.213.0.2/29"} for c in containers},
                       "IPAM": {"Config": [{"Gateway": "10.213.0.1"}]}}
 
+    def connect(self, container, aliases):
+        self.attrs["Containers"][container.id] = {"IPv4Address": "10.213.0.3/29"}
+        self.aliases[container.id] = aliases
+
     def disconnect(self, container, force):
         self.attrs["Containers"].pop(container.id)
+
+    def reload(self):
+        pass
 
     def remove(self):
         self.removed = True
 
 
-def kept_networks(**containers_by_name) -> tuple[network.ServerNetworks, dict]:
-    """ServerNetworks on an engine holding these networks (name -> ids of containers on it)."""
-    hub = SimpleNamespace(id="hub")
+def kept_networks(proxy=None, **containers_by_name) -> tuple[network.ServerNetworks, dict]:
+    """ServerNetworks on an engine holding these networks (name -> ids of containers on it), and
+    the chp container `proxy` (an id) if given."""
+    containers = {"hub": SimpleNamespace(id="hub", name="lab-hub-1")}
+    if proxy:
+        containers[proxy] = SimpleNamespace(id=proxy, name="lab-chp-1")
     made = {name: FakeNetwork(name, ids) for name, ids in containers_by_name.items()}
-    engine = SimpleNamespace(containers=SimpleNamespace(get=lambda _: hub),
-                             networks=SimpleNamespace(get=lambda name: made[name]))
-    return network.ServerNetworks(engine, STACK, net("10.213.0.0/16")), made
+    engine = SimpleNamespace(containers=SimpleNamespace(get=lambda ref: containers.get(ref, containers["hub"])),
+                             networks=SimpleNamespace(get=lambda name: made[name], list=lambda filters: list(made.values())))
+    stack = SimpleNamespace(project="lab", hub_alias="hub",
+                            service_containers=lambda engine, service: [containers[proxy]] if proxy else [])
+    return network.ServerNetworks(engine, stack, net("10.213.0.0/16"), with_proxy=True), made
 
 
 def test_a_stopped_servers_network_is_kept_a_day_then_removed():
@@ -90,12 +115,29 @@ def test_a_network_used_again_is_not_removed():
     assert not made["lab_user_jo"].removed and not made["lab_user_al"].removed
 
 
+def test_the_hub_and_the_proxy_join_a_new_servers_network_and_leave_it_last():
+    networks, made = kept_networks(proxy="chp1", lab_user_jo=[])
+    networks.create("lab_user_jo")
+    jo = made["lab_user_jo"]
+    assert jo.aliases == {"hub": ["hub"], "chp1": []}  # the proxy has no name there: nothing to ask it for
+    assert not networks._serves(jo)  # only the hub and the proxy: no server
+    networks.keep("lab_user_jo", since=0.0)
+    assert networks.remove_unused(network.KEEP_SECONDS) == ["lab_user_jo"]
+    assert jo.removed and jo.attrs["Containers"] == {}
+
+
+def test_a_proxy_started_anew_joins_every_servers_network():
+    # chp was recreated: the new container is on none of the servers' networks yet.
+    networks, made = kept_networks(proxy="chp2", lab_user_jo=["hub", "jo's server"], lab_user_al=["hub", "al's server"])
+    networks.proxy_started("chp2")
+    assert networks.proxy.id == "chp2"
+    assert all(set(made[name].attrs["Containers"]) >= {"hub", "chp2"} for name in made)
+
+
 def test_a_servers_stop_starts_its_networks_day(monkeypatch):
     kept, swept = [], []
-    for name, fake in {"__init__": lambda self, *a: None, "recover": lambda self: None,
-                       "front_ip": lambda self: "172.20.0.3", "keep": lambda self, name, since: kept.append(name),
-                       "remove_unused": lambda self, now: swept.append(now)}.items():
-        monkeypatch.setattr(network.ServerNetworks, name, fake)
+    fake_server_networks(monkeypatch, keep=lambda self, name, since: kept.append(name),
+                         remove_unused=lambda self, now: swept.append(now))
     c = Config()
     network.configure(c, hub_context())
 
