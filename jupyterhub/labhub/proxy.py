@@ -46,8 +46,9 @@ def static_config(reverse_proxy_dir: Path, s: Settings) -> str:
 
 
 def static_fingerprint(s: Settings) -> str:
-    """The settings Traefik's static configuration is made from, as Traefik's start compares them."""
-    return f"tls={s.tls} hostname={s.hostname} acme={s.acme_server} {s.acme_challenge}"
+    """The settings Traefik's static configuration is made from, as Traefik's start compares them
+    (in lower case: the settings are read so, and compose hands Traefik the values as written)."""
+    return f"tls={s.tls} hostname={s.hostname} acme={s.acme_server} {s.acme_challenge}".lower()
 
 
 def tls_config(secret_dir: Path, s: Settings) -> str:

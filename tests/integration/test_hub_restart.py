@@ -114,6 +114,19 @@ def test_while_the_hub_is_down_its_pages_say_so_and_servers_answer(stack, rosa):
     assert len(watch.looks) > 10
 
 
+def test_a_settings_change_restarts_the_hub_alone_and_cuts_nobody_off(stack, rosa):
+    """`docker compose up -d` after a change in .env recreates the hub (and setup, proxy-config),
+    never chp or Traefik: compose would, were they to depend on any of those."""
+    user, token = rosa
+    routing = {service: container(stack, service) for service in ("chp", "proxy")}
+    with status_watch(stack, user, token) as watch:
+        with stack.configured(idle_timeout=7200):
+            wait_for_login_page(stack)
+        wait_for_login_page(stack)
+    assert watch.failures == [], f"requests to the server failed through the change: {watch.failures[:10]}"
+    assert {service: container(stack, service) for service in routing} == routing
+
+
 def test_routes_are_made_true_again_when_the_hub_comes_back(stack, rosa):
     """While the hub is down: one server starts just before, one stops, and chp restarts (losing
     every route, as a crash of chp would); the hub's start routes the first and not the second."""
