@@ -1,6 +1,7 @@
 """Bad input stops the stack before anything serves, with one line naming the setting and the fix."""
 
 import pytest
+import requests
 
 import harness
 import pki
@@ -50,7 +51,8 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_refuses_to_start_with_one_clear_line(case):
     breaks, expected = CASES[case]
-    deployment = harness.Deployment(f"labhubbad-{case}")
+    # Ports of its own: Traefik starts (and waits for a configuration) beside the session's stack.
+    deployment = harness.Deployment(f"labhubbad-{case}", harness.free_ports())
     try:
         breaks(deployment)
         result = deployment.up(check=False)
@@ -61,6 +63,13 @@ def test_bad_input_refuses_to_start_with_one_clear_line(case):
         assert lines[0].startswith(expected), lines[0]
 
         states = deployment.compose("ps", "-a", "--format", "{{.Service}} {{.State}}").stdout.splitlines()
-        assert not [s for s in states if s.split()[0] in ("hub", "proxy") and s.split()[1] == "running"], states
+        assert not [s for s in states if s.split()[0] == "hub" and s.split()[1] == "running"], states
+        # Traefik waits for a configuration that proxy-config (after setup) never publishes: the
+        # front door serves nothing, not even a certificate.
+        processes = harness.docker("top", deployment.compose("ps", "-q", "proxy").stdout.strip(), "-eo", "pid,args")
+        assert not [p for p in processes.splitlines()[1:] if p.split()[1].endswith("traefik")], processes
+        with requests.Session() as front, pytest.raises(requests.exceptions.ConnectionError):
+            front.trust_env = False
+            front.get(deployment.url + "/hub/login", verify=False, timeout=10)  # no certificate was made
     finally:
         deployment.destroy()
