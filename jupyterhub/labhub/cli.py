@@ -42,12 +42,6 @@ def proxy_config(_args) -> None:
     proxy.watch(SECRET_DIR, proxy.REVERSE_PROXY_DIR, proxy.PUBLISHED_DIR, settings.load())
 
 
-def restart_page(_args) -> None:
-    """Long-lived compose service: the page the hub's routes show while the hub is down."""
-    from . import restartpage
-    restartpage.serve()
-
-
 def _engine():
     import docker  # only the commands that talk to the engine need it
 
@@ -128,7 +122,6 @@ def main(argv=None) -> None:
 
     command("setup", setup, "check settings, make the certificate and admin passwords (compose runs it)")
     command("proxy-config", proxy_config, "publish Traefik's configuration and certificate, and keep them current (compose runs it)")
-    command("restart-page", restart_page, "serve the page shown while the hub restarts (compose runs it)")
     command("check", check, "find everything wrong before a start: one line per problem with its fix",
             "Checks settings, logins, certificates, secret/ permissions, the admin's config copies, host "
             "folders, GPUs, user images and host ports. Exits 1 if anything is wrong.")

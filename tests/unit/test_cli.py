@@ -2,7 +2,7 @@ import pytest
 
 from labhub import cli
 
-COMMANDS = ("setup", "proxy-config", "restart-page", "check", "backup", "restore", "status", "homes", "upgrade", "init")
+COMMANDS = ("setup", "proxy-config", "check", "backup", "restore", "status", "homes", "upgrade", "init")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
