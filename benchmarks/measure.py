@@ -319,7 +319,7 @@ def restart_hub(setup: Setup, token: str, servers: list[str]) -> dict:
     asked = time.time()
     setup.deployment.compose("restart", "hub")
     returned = time.time()
-    container = setup.container("hub")
+    container = setup.deployment.container("hub")
     started = _engine_time(harness.docker("inspect", "-f", "{{.State.StartedAt}}", container))
     result = {"started_at": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="milliseconds"),
               "restart_command": returned - asked, "restart_returned": returned - started, "problems": []}

@@ -45,9 +45,6 @@ class Setup:
         assert landed.ok and "/hub/login" not in landed.url, f"{self.name}: login of {user} failed ({landed.status_code})"
         return client
 
-    def container(self, service: str) -> str:
-        return self.deployment.compose("ps", "-q", service).stdout.strip()
-
     def user_ip(self, user: str) -> str:
         """The user server's address on its network (LabHub: its own; the reference: the shared
         one), where the hub's proxy reaches it; this machine reaches every bridge network too."""
@@ -66,8 +63,8 @@ class Setup:
 
     def memory(self) -> dict[str, int]:
         """RSS of the hub process, and of the proxies (the hub's own and any in front)."""
-        hub = rss_by_process(self.container("hub"))
-        front = [rss for service in self.front for rss, _ in rss_by_process(self.container(service))]
+        hub = rss_by_process(self.deployment.container("hub"))
+        front = [rss for service in self.front for rss, _ in rss_by_process(self.deployment.container(service))]
         return {"hub": sum(rss for rss, args in hub if "bin/jupyterhub " in args),
                 "proxy": sum(rss for rss, args in hub if "configurable-http-proxy" in args) + sum(front)}
 

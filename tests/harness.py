@@ -127,6 +127,10 @@ class Deployment:
             assert time.monotonic() < deadline, f"{name} with {text!r} not published"
             time.sleep(0.5)
 
+    def container(self, service: str) -> str:
+        """The id of a compose service's running container ("" if none runs)."""
+        return self.compose("ps", "-q", service).stdout.strip()
+
     def service_log(self, service: str) -> str:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""
         container = self.compose("ps", "-a", "-q", service).stdout.strip()

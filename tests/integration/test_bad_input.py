@@ -66,7 +66,7 @@ def test_bad_input_refuses_to_start_with_one_clear_line(case):
         assert not [s for s in states if s.split()[0] == "hub" and s.split()[1] == "running"], states
         # Traefik waits for a configuration that proxy-config (after setup) never publishes: the
         # front door serves nothing, not even a certificate.
-        processes = harness.docker("top", deployment.compose("ps", "-q", "proxy").stdout.strip(), "-eo", "pid,args")
+        processes = harness.docker("top", deployment.container("proxy"), "-eo", "pid,args")
         assert not [p for p in processes.splitlines()[1:] if p.split()[1].endswith("traefik")], processes
         with requests.Session() as front, pytest.raises(requests.exceptions.ConnectionError):
             front.trust_env = False

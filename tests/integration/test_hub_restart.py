@@ -28,13 +28,9 @@ print(json.dumps([r.status, json.loads(body) if r.status == 200 else None]))
 
 
 def chp_routes(stack, token=True) -> tuple[int, dict | None]:
-    hub = stack.compose("ps", "-q", "hub").stdout.strip()
+    hub = stack.container("hub")
     status, routes = json.loads(harness.docker("exec", hub, "python3", "-c", ROUTES, "token" if token else "none"))
     return status, routes
-
-
-def container(stack, service: str) -> str:
-    return stack.compose("ps", "-q", service).stdout.strip()
 
 
 def login_page(stack):
@@ -99,7 +95,7 @@ def test_while_the_hub_is_down_its_pages_say_so_and_servers_answer(stack, rosa):
     """`docker kill` of the hub (a crash), then `docker compose up -d`."""
     user, token = rosa
     with status_watch(stack, user, token) as watch:
-        harness.docker("kill", container(stack, "hub"))
+        harness.docker("kill", stack.container("hub"))
         front = stack.session()
         for path in ("/hub/login", "/", "/hub/api/"):
             page = front.get(stack.url + path, timeout=10, allow_redirects=False)
@@ -118,13 +114,13 @@ def test_a_settings_change_restarts_the_hub_alone_and_cuts_nobody_off(stack, ros
     """`docker compose up -d` after a change in .env recreates the hub (and setup, proxy-config),
     never chp or Traefik: compose would, were they to depend on any of those."""
     user, token = rosa
-    routing = {service: container(stack, service) for service in ("chp", "proxy")}
+    routing = {service: stack.container(service) for service in ("chp", "proxy")}
     with status_watch(stack, user, token) as watch:
         with stack.configured(idle_timeout=7200):
             wait_for_login_page(stack)
         wait_for_login_page(stack)
     assert watch.failures == [], f"requests to the server failed through the change: {watch.failures[:10]}"
-    assert {service: container(stack, service) for service in routing} == routing
+    assert {service: stack.container(service) for service in routing} == routing
 
 
 def test_routes_are_made_true_again_when_the_hub_comes_back(stack, rosa):
@@ -135,10 +131,10 @@ def test_routes_are_made_true_again_when_the_hub_comes_back(stack, rosa):
     sam = harness.native_user(stack, admin, "sam")
     sam.start_server()
     rosa_user, _ = rosa
-    hub = container(stack, "hub")
+    hub = stack.container("hub")
     harness.docker("kill", hub)
     harness.docker("stop", stack.user_container("rosa"))
-    harness.docker("restart", container(stack, "chp"))
+    harness.docker("restart", stack.container("chp"))
     stack.compose("up", "-d", "--wait")
     wait_for_login_page(stack)
     status, routes = chp_routes(stack)
@@ -154,8 +150,8 @@ def test_a_chp_made_anew_gets_the_servers_networks_and_routes_from_the_running_h
     """chp removed and made again while the hub runs (an upgrade of configurable-http-proxy): the
     hub joins the new container to every server's network and routes the servers again."""
     user, token = rosa
-    hub = container(stack, "hub")
-    harness.docker("rm", "-f", container(stack, "chp"))
+    hub = stack.container("hub")
+    harness.docker("rm", "-f", stack.container("chp"))
     stack.compose("up", "-d", "--wait", "chp")
     deadline = time.monotonic() + 30
     with status_watch(stack, user, token) as watch:
@@ -163,7 +159,7 @@ def test_a_chp_made_anew_gets_the_servers_networks_and_routes_from_the_running_h
             assert time.monotonic() < deadline, f"the server is not routed again: {watch.failures[-3:]}"
             time.sleep(0.5)
     assert chp_routes(stack)[1].keys() >= {"/", "/user/rosa"}
-    assert container(stack, "hub") == hub  # the hub carried on
+    assert stack.container("hub") == hub  # the hub carried on
 
 
 def test_the_proxy_api_wants_its_token(stack):

@@ -43,10 +43,6 @@ def addresses(container: str) -> dict[str, str]:
     return {name: n["IPAddress"] for name, n in networks.items()}
 
 
-def service_container(stack, service: str) -> str:
-    return stack.compose("ps", "-q", service).stdout.strip()
-
-
 def in_container(container: str, code: str):
     """Runs Python in the container as its user; the printed repr comes back as a value."""
     return ast.literal_eval(harness.docker("exec", container, "python3", "-c", code))
@@ -67,7 +63,7 @@ def two_users(stack):
 def test_a_users_container_reaches_the_hub_api_and_the_outside_only(stack, two_users):
     alba, bruno = two_users
     a, b = stack.user_container("alba"), stack.user_container("bruno")
-    hub, proxy, chp = (service_container(stack, service) for service in ("hub", "proxy", "chp"))
+    hub, proxy, chp = (stack.container(service) for service in ("hub", "proxy", "chp"))
     # Bruno runs something of his own on an extra port, as a dask dashboard would.
     harness.docker("exec", "-d", b, "python3", "-m", "http.server", "9999")
     b_ip = next(iter(addresses(b).values()))
@@ -116,7 +112,7 @@ def listening(container: str) -> set[tuple[str, int]]:
 
 
 def test_the_routing_proxy_serves_only_where_traefik_reaches_it_and_its_api_is_a_socket(stack, two_users):
-    chp = service_container(stack, "chp")
+    chp = stack.container("chp")
     front = addresses(chp)[f"{stack.project}_default"]
     assert listening(chp) == {(front, 8000)}  # no API port, nothing on the servers' networks
     # The API's socket and token: chp's own (it runs as nobody), in a volume no user server mounts.
@@ -178,7 +174,7 @@ def test_a_servers_network_outlives_it_until_the_hub_starts_again(stack, admin):
     made = harness.docker("network", "inspect", "-f", "{{.Id}}", name)
     carla.stop_server()
     members = harness.docker("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", name).split()
-    stays = [harness.docker("inspect", "-f", "{{.Name}}", service_container(stack, service)).lstrip("/")
+    stays = [harness.docker("inspect", "-f", "{{.Name}}", stack.container(service)).lstrip("/")
              for service in ("hub", "chp")]
     assert sorted(members) == sorted(stays), members
     carla.start_server()
@@ -204,7 +200,7 @@ def test_a_kept_network_is_removed_a_day_after_its_server_stopped(stack, admin):
     dora.start_server()
     (name,) = addresses(stack.user_container("dora"))
     dora.stop_server()
-    hub = service_container(stack, "hub")
+    hub = stack.container("hub")
     now, a_day_later = ast.literal_eval(harness.docker("exec", hub, "python3", "-c", REMOVE_A_DAY_LATER, name))
     assert (now, a_day_later) == ([], [name])
     assert harness.docker("network", "ls", "-q", "--filter", f"name=^{name}$") == ""
@@ -244,12 +240,12 @@ def test_secrets_are_private_and_never_logged(stack, admin):
         for rel in ("admin-passwords/admin", "labhub-ca.key", "tls/tls.key"):
             assert stat.S_IMODE((stack.secret / rel).stat().st_mode) == 0o600, rel
 
-        hub = service_container(stack, "hub")
+        hub = stack.container("hub")
         cookie_secret = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
         assert harness.docker("exec", hub, "stat", "-c", "%a", cookie_secret) == "600"
         # The routing proxy's API token: chp's own (the hub reads it as root), in no environment
         # that `docker inspect` shows.
-        chp = service_container(stack, "chp")
+        chp = stack.container("chp")
         proxy_token = harness.docker("exec", chp, "cat", "/run/labhub-proxy/token")
         assert proxy_token not in harness.docker("inspect", chp, hub)
         secrets = {
@@ -375,7 +371,7 @@ def test_private_ranges_can_be_shut_off_for_servers(stack):
         assert harness.docker("exec", h, "python3", "-c", DATAGRAM, network["Gateway"], "9") == "'Operation not permitted'"
         assert harness.docker("exec", h, "python3", "-c", DATAGRAM, "169.254.169.254", "80") == "'Operation not permitted'"
         # Private addresses are refused at once; the hub and the outside world still answer.
-        proxy_ip = next(iter(addresses(service_container(stack, "proxy")).values()))
+        proxy_ip = next(iter(addresses(stack.container("proxy")).values()))
         targets = [("hub", 8081), (network["Gateway"], 22), (proxy_ip, 443), (next(iter(addresses(i).values())), 8888)]
         assert list(probe(h, targets).values()) == ["open"] + ["Connection refused"] * 3
         assert in_container(h, "import urllib.request; print(urllib.request.urlopen('https://pypi.org/simple/pip/', timeout=30).status)") == 200

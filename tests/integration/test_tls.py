@@ -86,7 +86,7 @@ def test_security_headers_are_sent(stack):
 
 
 def test_traefik_dashboard_and_api_are_not_reachable(stack):
-    proxy = stack.compose("ps", "-q", "proxy").stdout.strip()
+    proxy = stack.container("proxy")
     published = harness.docker("port", proxy).splitlines()
     assert {line.split("/")[0] for line in published} == {"80", "443"}, published
     ip = next(iter(harness.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", proxy).split()))
@@ -116,7 +116,7 @@ def wait_for_leaf(stack, expected: x509.Certificate, ca_file: str, timeout=30):
 
 
 def started_at(stack, service: str) -> str:
-    return harness.docker("inspect", "-f", "{{.State.StartedAt}}", stack.compose("ps", "-q", service).stdout.strip())
+    return harness.docker("inspect", "-f", "{{.State.StartedAt}}", stack.container(service))
 
 
 def test_a_replaced_certificate_is_served_without_restart_or_dropped_sessions(stack, admin, tmp_path):
