@@ -12,7 +12,7 @@ from typing import Mapping
 
 import docker
 
-from . import gpu, images, resources, storage
+from . import gpu, images, resources, storage, swarm
 from .settings import Settings, SettingError
 from .stack import Stack
 
@@ -31,6 +31,15 @@ def probe(engine: docker.DockerClient, stack: Stack, s: Settings) -> EngineFacts
     info = engine.info()
     errors = []
     api_version = tuple(int(part) for part in engine.version()["ApiVersion"].split("."))
+    cpus, memory = info["NCPU"], info["MemTotal"]
+    if s.swarm:
+        try:
+            swarm.check_manager(info)
+        except SettingError as error:
+            return EngineFacts(api_version=api_version, cpus=cpus, memory=memory, folders={}, gpus=[], errors=[error])
+        placed = swarm.server_nodes(engine)
+        if placed:  # limits that fit on every node servers may land on
+            cpus, memory = min(node.cpus for node in placed), min(node.memory for node in placed)
     try:
         folders = storage.probe_host_folders(engine, stack, s)
     except SettingError as error:
@@ -41,8 +50,8 @@ def probe(engine: docker.DockerClient, stack: Stack, s: Settings) -> EngineFacts
     except SettingError as error:
         devices = []
         errors.append(error)
-    return EngineFacts(api_version=api_version, cpus=info["NCPU"], memory=info["MemTotal"],
-                       folders=folders, gpus=devices, errors=errors)
+    return EngineFacts(api_version=api_version, cpus=int(cpus), memory=memory, folders=folders, gpus=devices,
+                       errors=errors)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """GPUs: requested only where the Docker engine has them, so a spawn never fails for lack of an
 NVIDIA runtime. LABHUB_GPUS=auto asks the engine; on insists (and refuses to start without);
 off never asks. LABHUB_GPUS_PER_SERVER=all gives every server all GPUs; a number N gives each
-server of a GPU flavor N devices of its own from the free ones, released when it stops."""
+server of a GPU flavor N devices of its own from the free ones, released when it stops.
+
+In swarm mode (labhub.swarm) the GPUs are those the nodes advertise as the generic resource
+NVIDIA-GPU, and Swarm keeps the books: a GPU flavor's service asks for N of them, and lands on a
+node with N free. `all` has no meaning there (a node's GPUs are not shared), so it is refused."""
 
 import logging
 from dataclasses import dataclass, field
@@ -10,7 +14,7 @@ from typing import TYPE_CHECKING
 import docker
 from docker.types import DeviceRequest
 
-from . import hooks
+from . import hooks, swarm
 from .settings import Settings, fail
 from .stack import Stack
 
@@ -66,10 +70,18 @@ def _server_key(spawner) -> str:
 
 def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
     """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal."""
-    devices = [] if s.gpus == "off" else detect(info, engine, stack)
+    if s.gpus == "off":
+        devices = []
+    elif s.swarm:
+        devices = [f"{node.hostname}:{gpu}" for node in swarm.server_nodes(engine) for gpu in node.gpus]
+    else:
+        devices = detect(info, engine, stack)
     if s.gpus == "on" and not devices:
         raise fail("GPUS", "on, but the Docker engine offers no NVIDIA GPU",
                    "install the NVIDIA driver and container toolkit, or set it to auto")
+    if devices and s.swarm and s.gpus_per_server == "all":
+        raise fail("GPUS_PER_SERVER", "all, but in swarm mode each GPU server gets GPUs of its own on its node",
+                   "set a number, e.g. 1 (README, More than one machine)")
     if not devices and s.gpus == "auto":
         log.info("No NVIDIA GPU in this Docker engine: servers get none, GPU flavors are unavailable")
     return devices
@@ -80,6 +92,11 @@ def configure(c, ctx: "HubContext") -> None:
     s, devices, catalog = ctx.settings, ctx.facts.gpus, ctx.catalog
     if not devices:
         return
+    if s.swarm:
+        count = int(s.gpus_per_server)
+        c.SwarmServerSpawner.generic_resources = \
+            lambda spawner: {swarm.GPU_KIND: count} if catalog.chosen(spawner).gpu else {}
+        return
     if s.gpus_per_server == "all":
         hooks.merge(c, "extra_host_config", {"device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])]})
         return
@@ -87,7 +104,7 @@ def configure(c, ctx: "HubContext") -> None:
     pool = GpuPool(devices, int(s.gpus_per_server), s.gpu_sharing)
     for container in ctx.engine.containers.list(filters={"label": ASSIGNED_LABEL}):  # after a hub restart
         labels = container.labels
-        pool.held[labels["org.labhub.server"]] = labels[ASSIGNED_LABEL].split(",")
+        pool.held[labels[swarm.SERVER_LABEL]] = labels[ASSIGNED_LABEL].split(",")
 
     def create_kwargs(spawner):
         # Evaluated before the host config: the devices are chosen here, and labelled on the
@@ -95,7 +112,7 @@ def configure(c, ctx: "HubContext") -> None:
         if not catalog.chosen(spawner).gpu:
             return {}
         ids = pool.assign(_server_key(spawner))
-        return {"labels": {ASSIGNED_LABEL: ",".join(ids), "org.labhub.server": _server_key(spawner)}}
+        return {"labels": {ASSIGNED_LABEL: ",".join(ids), swarm.SERVER_LABEL: _server_key(spawner)}}
 
     def host_config(spawner):
         ids = pool.held.get(_server_key(spawner))

@@ -8,7 +8,9 @@ The proxy serves nothing there. The hub and the proxy reach each server at the s
 on that network; a proxy container started anew (restarted, recreated) is joined again at once.
 
 Each network gets a small subnet (a /29: gateway, hub, proxy and server) from LABHUB_USER_SUBNETS, so a
-lab is not limited by Docker's default address pools (about 30 networks per engine). A network
+lab is not limited by Docker's default address pools (about 30 networks per engine). In swarm mode
+(labhub.swarm) it is an attachable overlay network, which reaches the server on whichever node it
+runs, and a /28: each node with a member on it takes an address too. A network
 outlives its server for KEEP_SECONDS: the user's next start that day finds it made and the hub on
 it, which saves about a tenth of a second. Then it is removed (looked for whenever a server
 stops, which is how networks become unused), so that networks, bridges and the hub's interfaces
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("JupyterHub")
 SUBNET_PREFIX = 29
+SWARM_SUBNET_PREFIX = 28
 KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
@@ -99,17 +102,18 @@ def used_subnets(engine: docker.DockerClient) -> list[ipaddress.IPv4Network]:
     return subnets
 
 
-def free_subnet(pool: ipaddress.IPv4Network, used) -> ipaddress.IPv4Network | None:
-    """The first /29 of the pool that overlaps no used subnet, or None."""
-    return next((s for s in pool.subnets(new_prefix=SUBNET_PREFIX) if not any(s.overlaps(u) for u in used)), None)
+def free_subnet(pool: ipaddress.IPv4Network, used, prefix: int = SUBNET_PREFIX) -> ipaddress.IPv4Network | None:
+    """The first subnet of that size in the pool that overlaps no used subnet, or None."""
+    return next((s for s in pool.subnets(new_prefix=prefix) if not any(s.overlaps(u) for u in used)), None)
 
 
 class ServerNetworks:
     """Makes a server's network (and puts the hub and the proxy on it) before the server first
     starts."""
 
-    def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network, with_proxy: bool):
-        self.engine, self.stack, self.pool = engine, stack, pool
+    def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network, with_proxy: bool,
+                 swarm: bool = False):
+        self.engine, self.stack, self.pool, self.swarm = engine, stack, pool, swarm
         self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
         self.with_proxy = with_proxy  # whether a chp service routes to the servers (not hub-direct)
         self.proxy = self._running_proxy()
@@ -136,8 +140,12 @@ class ServerNetworks:
         return [(self.hub, [self.stack.hub_alias])] + ([(self.proxy, [])] if self.proxy else [])
 
     def _serves(self, network) -> bool:
-        """Whether a container besides the hub and the proxy is on the network (whose attrs are fresh)."""
-        return bool(set(network.attrs.get("Containers") or {}) - {member.id for member, _ in self._members()})
+        """Whether a container besides the hub and the proxy is on the network (whose attrs are fresh),
+        or, in swarm mode, a service's (on any node: the network lists this node's containers only)."""
+        if set(network.attrs.get("Containers") or {}) - {member.id for member, _ in self._members()}:
+            return True
+        return self.swarm and any(attached.get("Target") == network.id for service in self.engine.api.services()
+                                  for attached in service["Spec"]["TaskTemplate"].get("Networks") or [])
 
     def _join(self, network) -> None:
         """Puts the hub and the proxy on the network (whose attrs are fresh) unless there."""
@@ -145,7 +153,10 @@ class ServerNetworks:
         for member, aliases in self._members():
             if member.id not in (network.attrs.get("Containers") or {}):
                 try:
-                    network.connect(member, aliases=aliases)
+                    if member is self.hub:
+                        self._join_hub(network, aliases)
+                    else:
+                        network.connect(member, aliases=aliases)
                 except APIError as e:  # e.g. the proxy recreated just now: its start joins it
                     if member is self.hub:
                         raise
@@ -153,6 +164,18 @@ class ServerNetworks:
                 joined = True
         if joined:
             network.reload()
+
+    def _join_hub(self, network, aliases) -> None:
+        """The hub always takes the first address after the gateway, so a recreated hub (an
+        upgrade, a settings change) has the address the old one had: what a running server holds
+        of `hub` (its HTTP client caches name lookups) stays true. A network where that address is
+        taken (made before LabHub did this) gets the hub wherever the engine puts it."""
+        first = str(ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])[2])
+        try:
+            network.connect(self.hub, aliases=aliases, ipv4_address=first)
+        except APIError as e:
+            log.warning("The hub could not take %s on network %s (%s); joining it elsewhere", first, network.name, e)
+            network.connect(self.hub, aliases=aliases)
 
     def _server_networks(self) -> list:
         return self.engine.networks.list(filters={"label": f"{USERS_NETWORK_LABEL}={self.stack.project}"})
@@ -255,14 +278,16 @@ class ServerNetworks:
     def _create(self, name: str):
         # Another engine user (e.g. a second deployment) may take the same subnet between our
         # look and our create: then look again.
+        prefix = SWARM_SUBNET_PREFIX if self.swarm else SUBNET_PREFIX
         for _ in range(5):
-            subnet = free_subnet(self.pool, used_subnets(self.engine))
+            subnet = free_subnet(self.pool, used_subnets(self.engine), prefix)
             if subnet is None:
-                raise RuntimeError(f"no free /{SUBNET_PREFIX} subnet left in LABHUB_USER_SUBNETS={self.pool}; "
+                raise RuntimeError(f"no free /{prefix} subnet left in LABHUB_USER_SUBNETS={self.pool}; "
                                    "give it a larger range")
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))])
             try:
-                return self.engine.networks.create(name, driver="bridge", ipam=ipam, labels=self._labels())
+                return self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge",
+                                                   attachable=self.swarm or None, ipam=ipam, labels=self._labels())
             except APIError as e:
                 if "overlap" not in str(e).lower():
                     raise
@@ -281,7 +306,7 @@ class ServerNetworks:
 def configure(c, ctx: "HubContext") -> None:
     """Per-server networks, the hub reachable as `hub` on each, and the proxy on each."""
     s, stack = ctx.settings, ctx.stack
-    networks = ServerNetworks(ctx.engine, stack, s.user_subnets, with_proxy=not s.hub_ssl)
+    networks = ServerNetworks(ctx.engine, stack, s.user_subnets, with_proxy=not s.hub_ssl, swarm=s.swarm)
     networks.recover()
     try:
         loop = asyncio.get_running_loop()  # JupyterHub's: it loads its config in its loop

@@ -265,8 +265,10 @@ class Settings:
                                        _Reader.users)
     block_private_networks: bool = _row("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)",
                                         _Reader.flag)
-    user_subnets: ipaddress.IPv4Network = _row("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each)",
+    user_subnets: ipaddress.IPv4Network = _row("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each, a /28 with SWARM)",
                                                _Reader.subnet, 28)
+    swarm: bool = _row("false", "true: servers run as Docker Swarm services on the swarm's nodes; the hub's engine must be a manager (README, More than one machine)",
+                       _Reader.flag)
 
     @property
     def public_url(self) -> str:
@@ -283,6 +285,21 @@ def unknown(environ) -> list[str]:
     return [f"{key}: unknown setting; use one of {', '.join(PREFIX + n for n in SETTINGS)} "
             "or remove it (in .env, see .env.template)"
             for key in sorted(environ) if key.startswith(PREFIX) and key[len(PREFIX):] not in SETTINGS]
+
+
+def _check_swarm(s: Settings) -> None:
+    """What swarm mode cannot do (yet): homes that only one node has, hub-direct mode, and the
+    private-network guard (its helper joins the server's container, which is on another node)."""
+    if not s.home_root:
+        raise fail("SWARM", "swarm mode needs homes that every node reaches, but homes are Docker volumes, "
+                            "which stay on one node", "set LABHUB_HOME_ROOT to a folder shared at the same path "
+                                                     "on every node, e.g. over NFS (README, More than one machine)")
+    if s.hub_ssl:
+        raise fail("SWARM", "hub-direct mode (docker-compose.hub-ssl.yml) is not supported in swarm mode",
+                   "start with docker-compose.yml alone, or set it to false")
+    if s.block_private_networks:
+        raise fail("BLOCK_PRIVATE_NETWORKS", "not available in swarm mode yet",
+                   "set it to false, or LABHUB_SWARM to false")
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -312,4 +329,6 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     if s.sudo_users and s.user_ids == "per-user":
         raise fail("SUDO_USERS", "sudo needs the image's own user (per-user ids have no account in the image)",
                    "leave it empty, or set LABHUB_USER_IDS=shared")
+    if s.swarm:
+        _check_swarm(s)
     return replace(s, ldap_port=s.ldap_port or (636 if s.ldap_tls == "ldaps" else 389))

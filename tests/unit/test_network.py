@@ -2,6 +2,7 @@ import asyncio
 import ipaddress
 from types import SimpleNamespace
 
+import docker
 import pytest
 from traitlets.config import Config
 
@@ -26,6 +27,12 @@ def test_each_server_gets_the_first_free_29_of_the_range():
     assert network.free_subnet(pool, [net("10.0.0.0/8")]) is None
 
 
+def test_in_swarm_mode_each_server_gets_a_28():
+    # Each node a server's overlay network reaches takes an address there too.
+    pool = net("10.213.0.0/16")
+    assert network.free_subnet(pool, [net("10.213.0.0/29")], network.SWARM_SUBNET_PREFIX) == net("10.213.0.16/28")
+
+
 def test_used_subnets_are_every_ipv4_subnet_on_the_engine():
     listed = [{"IPAM": {"Config": [{"Subnet": "172.18.0.0/16"}, {"Subnet": "fd00::/64"}]}},
               {"IPAM": {"Config": None}}, {"IPAM": None}]
@@ -40,7 +47,7 @@ def test_a_servers_network_is_named_after_its_container_and_sorts_after_the_comp
 
 def fake_server_networks(monkeypatch, **methods):
     """ServerNetworks with an engine of nothing: its methods replaced (recover by default)."""
-    def init(self, engine, stack, pool, with_proxy):
+    def init(self, engine, stack, pool, with_proxy, swarm=False):
         self.with_proxy = with_proxy
     for name, fake in {"__init__": init, "recover": lambda self: None, "front_ip": lambda self: "172.20.0.3",
                        **methods}.items():
@@ -66,11 +73,14 @@ def test_hub_direct_mode_serves_its_own_proxy_where_its_port_is_published(monkey
 class FakeNetwork:
     def __init__(self, name, containers):
         self.name, self.removed, self.aliases = name, False, {}
-        self.attrs = {"Containers": {c: {"IPv4Address": "10.213.0.2/29"} for c in containers},
-                      "IPAM": {"Config": [{"Gateway": "10.213.0.1"}]}}
+        self.attrs = {"Containers": {c: {"IPv4Address": "10.213.0.5/29"} for c in containers},
+                      "IPAM": {"Config": [{"Subnet": "10.213.0.0/29", "Gateway": "10.213.0.1"}]}}
 
-    def connect(self, container, aliases):
-        self.attrs["Containers"][container.id] = {"IPv4Address": "10.213.0.3/29"}
+    def connect(self, container, aliases, ipv4_address=None):
+        taken = {c["IPv4Address"].split("/")[0] for c in self.attrs["Containers"].values()}
+        if ipv4_address in taken:
+            raise docker.errors.APIError(f"Address already in use: {ipv4_address}")
+        self.attrs["Containers"][container.id] = {"IPv4Address": f"{ipv4_address or '10.213.0.6'}/29"}
         self.aliases[container.id] = aliases
 
     def disconnect(self, container, force):
@@ -95,6 +105,15 @@ def kept_networks(proxy=None, **containers_by_name) -> tuple[network.ServerNetwo
     stack = SimpleNamespace(project="lab", hub_alias="hub",
                             service_containers=lambda engine, service: [containers[proxy]] if proxy else [])
     return network.ServerNetworks(engine, stack, net("10.213.0.0/16"), with_proxy=True), made
+
+
+def test_a_hub_made_anew_takes_the_address_the_old_one_had():
+    networks, made = kept_networks(lab_user_jo=[])
+    assert networks.create("lab_user_jo")[0] == "10.213.0.2"  # the first after the gateway
+    # A network from before, where a server holds that address: the hub goes elsewhere.
+    networks, made = kept_networks(lab_user_al=[])
+    made["lab_user_al"].attrs["Containers"]["al's server"] = {"IPv4Address": "10.213.0.2/29"}
+    assert networks.create("lab_user_al")[0] == "10.213.0.6"
 
 
 def test_a_stopped_servers_network_is_kept_a_day_then_removed():

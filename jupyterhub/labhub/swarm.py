@@ -1,0 +1,329 @@
+"""Swarm mode (LABHUB_SWARM=true): the hub runs on a Docker Swarm manager, as on one machine, and
+starts each user server as a Swarm service, which Swarm places on a node with room: the memory the
+server reserves, and a free GPU for a GPU flavor (nodes advertise theirs as the generic resource
+NVIDIA-GPU). Everything else is as on one machine: the same images, limits, confinement, homes
+(on storage every node mounts at the same path), bootstrap, and a network of its own per server
+(an attachable overlay, labhub.network) that only the hub and the routing proxy join.
+
+DockerSpawner's SwarmSpawner (14.0) does the service's life cycle. This subclass carries what it
+lacks for LabHub:
+- the spawner's mounts (it turns only `volumes` into bind mounts and ignores `mounts`) and the
+  confinement of labhub.containers (it ignores extra_host_config), put in the service's spec;
+- DNS round robin instead of a virtual IP (which needs IPVS), and the route to the task's own
+  address: the service's name resolves to stale tasks for a while after a restart;
+- no restart by Swarm: a server whose node fails shows as stopped, and its user's next start
+  places it again, on a node that is up;
+- a start that cannot happen (no node with room, a missing image or host folder on the chosen
+  node) fails at once with Swarm's reason, instead of at the end of the start timeout.
+"""
+
+import asyncio
+import re
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import docker
+from docker.errors import NotFound
+from docker.types import (ContainerSpec, EndpointSpec, Placement, Resources, RestartPolicy, ServiceMode,
+                          TaskTemplate)
+from dockerspawner import SwarmSpawner
+from tornado import web
+from traitlets import Callable, Dict, List, Union
+
+from .settings import SettingError, Settings, fail
+from .spawner import PromptDockerSpawner
+from .storage import host_folders
+
+if TYPE_CHECKING:
+    from .context import HubContext
+
+GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
+SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
+SERVER_LABEL = "org.labhub.server"  # user/server name: on each server's service (and a GPU server's container)
+# Each server reserves this share of its memory limit on its node, and Swarm places it where that
+# much is not reserved yet: most servers sit idle most of the time, so a node takes limits worth
+# four times its memory, as servers on one machine share it.
+MEMORY_RESERVED = 0.25
+PENDING_SECONDS = 10  # a server no node has room for is refused after this long
+POLL_SECONDS = 0.1
+ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+# What the admin can do about a task Swarm refused, by what Swarm said.
+HINTS = {"No such image": "copy the user images to every node with `./labhub nodes push`",
+         "bind source path does not exist": "every node needs the host folders at the same path (NFS)"}
+NODE_GONE = {"down", "unknown", "disconnected"}
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    hostname: str
+    role: str  # manager or worker
+    state: str  # ready, down, ...
+    availability: str  # Swarm's: active, pause, drain
+    takes_servers: bool  # not labelled labhub.servers=no
+    cpus: float
+    memory: int  # bytes
+    gpus: tuple[str, ...]  # the NVIDIA-GPU ids it advertises
+
+
+def gpu_ids(generic_resources) -> tuple[str, ...]:
+    """The GPUs among a node's (or a task's) generic resources: named ones by their id (a GPU's
+    UUID, as NVIDIA's docs have nodes advertise them), counted ones as numbers."""
+    ids = []
+    for resource in generic_resources or []:
+        named, counted = resource.get("NamedResourceSpec", {}), resource.get("DiscreteResourceSpec", {})
+        if named.get("Kind") == GPU_KIND:
+            ids.append(named["Value"])
+        elif counted.get("Kind") == GPU_KIND:
+            ids += [str(i) for i in range(counted["Value"])]
+    return tuple(ids)
+
+
+def parse_nodes(listed: list[dict]) -> list[Node]:
+    """The nodes as the engine's API lists them, manager first."""
+    found = []
+    for node in listed:
+        spec, description = node["Spec"], node["Description"]
+        resources = description.get("Resources", {})
+        found.append(Node(id=node["ID"], hostname=description["Hostname"], role=spec["Role"],
+                          state=node["Status"]["State"], availability=spec["Availability"],
+                          takes_servers=spec.get("Labels", {}).get(SERVERS_LABEL) != "no",
+                          cpus=resources.get("NanoCPUs", 0) / 1e9, memory=resources.get("MemoryBytes", 0),
+                          gpus=gpu_ids(resources.get("GenericResources"))))
+    return sorted(found, key=lambda n: (n.role != "manager", n.hostname))
+
+
+def nodes(engine: docker.DockerClient) -> list[Node]:
+    return parse_nodes(engine.api.nodes())
+
+
+def server_nodes(engine: docker.DockerClient) -> list[Node]:
+    """The nodes servers may be placed on now."""
+    return [n for n in nodes(engine) if n.takes_servers and n.state == "ready" and n.availability == "active"]
+
+
+def check_manager(info: dict) -> None:
+    """Swarm mode needs the hub's engine to be a swarm manager (services are made there)."""
+    if not info.get("Swarm", {}).get("ControlAvailable"):
+        raise fail("SWARM", "true, but the hub's Docker engine is not a swarm manager",
+                   "run `docker swarm init` on this machine (README, More than one machine), or set it to false")
+
+
+def placement_constraints(listed: list[dict]) -> list[str]:
+    """Keeps a new server off the drained nodes. By their ids, fixed at the start: Swarm would stop a
+    running task whose node no longer met a constraint on the label, so draining leaves running
+    servers be."""
+    return [f"node.id!={node.id}" for node in parse_nodes(listed) if not node.takes_servers]
+
+
+class SwarmServerSpawner(PromptDockerSpawner, SwarmSpawner):
+    # SwarmSpawner shadows DockerSpawner's `mounts` setting with a property: it is a setting again here.
+    mounts = List(config=True, help="As DockerSpawner.mounts: docker.types.Mount arguments, with {username}.")
+    generic_resources = Union([Callable(), Dict()], default_value={}, config=True,
+                              help="Swarm generic resources per server, e.g. {'NVIDIA-GPU': 1}, or a function of the spawner.")
+
+    async def _evaluated(self, value):
+        value = self._eval_if_callable(value)
+        if asyncio.iscoroutine(value):
+            value = await value
+        return self._render_templates(value)
+
+    async def create_object(self):
+        host = await self._evaluated(self.extra_host_config)
+        create = await self._evaluated(self.extra_create_kwargs)
+        container = ContainerSpec(
+            image=self.image, args=await self.get_command(), env=self.get_env(), user=create.pop("user", None),
+            labels=create.pop("labels", None), mounts=self.mount_binds + SwarmSpawner.mounts.fget(self),
+            **container_options(host))
+        if create:
+            raise SettingError(f"extra_create_kwargs {', '.join(sorted(create))}: not supported in swarm mode")
+        resources = Resources(mem_limit=self.mem_limit, mem_reservation=int(self.mem_limit * MEMORY_RESERVED) if self.mem_limit else None,
+                              cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
+                              generic_resources=await self._evaluated(self.generic_resources) or None)
+        if host.get("pids_limit"):
+            resources.setdefault("Limits", {})["Pids"] = host["pids_limit"]
+        task = TaskTemplate(container_spec=container, resources=resources, networks=[self.network_name],
+                            placement=Placement(constraints=placement_constraints(await self.docker("nodes"))),
+                            restart_policy=RestartPolicy(condition="none"))
+        service = await self.docker("create_service", task_template=task, name=self.service_name,
+                                    endpoint_spec=EndpointSpec(mode="dnsrr"),
+                                    labels={SERVER_LABEL: f"{self.user.name}/{self.name}"})
+        while not await self.docker("tasks", filters={"service": self.service_name}):
+            await asyncio.sleep(POLL_SECONDS)
+        return service
+
+    async def _task(self) -> dict | None:
+        """The service's newest task (one per service: Swarm never restarts it)."""
+        tasks = await self.docker("tasks", filters={"service": self.service_name})
+        return max(tasks, key=lambda t: t["CreatedAt"]) if tasks else None
+
+    async def _node_name(self, task: dict) -> str:
+        try:
+            node = await self.docker("inspect_node", task.get("NodeID") or "")
+            return node["Description"]["Hostname"]
+        except (NotFound, docker.errors.APIError):
+            return "no node"
+
+    async def start_object(self):
+        """Waits until the task runs; fails at once on a task Swarm refused or ended, and after
+        PENDING_SECONDS on one no node has room for."""
+        since = time.monotonic()
+        while True:
+            task = await self._task()
+            status = task["Status"] if task else {"State": "remove", "Err": "the service is gone"}
+            state = status["State"]
+            if state == "running":
+                return
+            if state in ENDED:
+                raise refusal(500, f"the server could not start on {await self._node_name(task)}: "
+                                   f"{explained(status.get('Err') or status.get('Message') or state)}")
+            if state == "pending" and time.monotonic() - since > PENDING_SECONDS:
+                raise refusal(503, f"no node has room for this server now ({status.get('Err', 'pending')}); "
+                                   "try again when servers have stopped")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def get_ip_and_port(self):
+        """The task's own address on the server's network (the service name may resolve to a task
+        that is gone)."""
+        task = await self._task()
+        for attachment in (task or {}).get("NetworksAttachments") or []:
+            if attachment["Network"]["Spec"]["Name"] == self.network_name:
+                return attachment["Addresses"][0].split("/")[0], self.port
+        raise RuntimeError(f"service {self.service_name} has no address on {self.network_name}")
+
+    async def poll(self):
+        """None while the task runs on a node that is up. A task on a node that is down (the node
+        failed, or left) counts as stopped: its service is removed, so the next start is placed
+        afresh."""
+        if await self.get_object() is None:
+            return 0
+        task = await self._task()
+        if task is None or task["Status"]["State"] in ENDED:
+            return task["Status"]["State"] if task else 0
+        try:
+            node = await self.docker("inspect_node", task["NodeID"])
+        except NotFound:
+            node = {"Status": {"State": "down"}, "Description": {"Hostname": task["NodeID"][:12]}}
+        if node["Status"]["State"] in NODE_GONE:
+            self.log.warning("%s: its node %s is %s; counting the server as stopped", self._log_name,
+                             node["Description"]["Hostname"], node["Status"]["State"])
+            await self.remove_object()
+            return f"node {node['Description']['Hostname']} is {node['Status']['State']}"
+        return None
+
+    async def remove_object(self):
+        try:
+            await super().remove_object()
+        except NotFound:
+            pass
+
+
+def refusal(status: int, message: str) -> web.HTTPError:
+    """A failed start whose reason JupyterHub shows (on the spawn page, and in the API's answer)."""
+    return web.HTTPError(status, message.replace("%", "%%"))
+
+
+def explained(error: str) -> str:
+    """Swarm's reason, with what the admin can do about it."""
+    hint = next((hint for cause, hint in HINTS.items() if cause in error), "")
+    return f"{error} ({hint}; README, More than one machine)" if hint else error
+
+
+def _probe(engine: docker.DockerClient, node: Node, image: str, folders: list[str]) -> str:
+    """Runs a one-off task of image on node, with the host folders mounted: "" when it ran, else
+    Swarm's reason (a missing image or folder is refused at once)."""
+    name = f"labhub-probe-{uuid.uuid4().hex[:12]}"
+    mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
+    task = TaskTemplate(ContainerSpec(image, command=["true"], mounts=mounts), restart_policy=RestartPolicy("none"),
+                        placement=Placement(constraints=[f"node.id=={node.id}"]))
+    engine.api.create_service(task, name=name, mode=ServiceMode("replicated-job"))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for t in engine.api.tasks(filters={"service": name}):
+                if t["Status"]["State"] in ENDED:
+                    return "" if t["Status"]["State"] == "complete" else t["Status"].get("Err", t["Status"]["State"])
+            time.sleep(POLL_SECONDS)
+        return "its probe did not finish within a minute"
+    finally:
+        engine.api.remove_service(name)
+
+
+def node_problems(engine: docker.DockerClient, s: Settings, images: list[str]) -> list[str]:
+    """For every node servers may land on: a missing user image or host folder, one line each."""
+    folders = host_folders(s)
+    jobs = [(node, image) for node in server_nodes(engine) for image in images]
+    with ThreadPoolExecutor() as pool:
+        found = pool.map(lambda job: (job, _probe(engine, *job, list(folders))), jobs)
+    problems = []
+    for (node, image), error in found:
+        missing = re.search(r"bind source path does not exist: (\S+)", error)
+        if "No such image" in error:
+            problems.append(f"node {node.hostname}: has no image {image}, so servers of it cannot start there; "
+                            "copy it with `./labhub nodes push` (README, More than one machine)")
+        elif missing:
+            folder = next((f for f in folders if missing.group(1).startswith(f)), missing.group(1))
+            problems.append(str(fail(folders.get(folder, "HOME_ROOT"), f"host folder {folder} is missing on node {node.hostname}",
+                                     "mount the shared storage there at the same path (README, More than one machine)")))
+        elif error:
+            problems.append(f"node {node.hostname}: a test task of {image} failed: {error}")
+    return list(dict.fromkeys(problems))
+
+
+def join_command(engine: docker.DockerClient) -> str:
+    """What to run on a new machine to make it a worker of this swarm."""
+    token = engine.swarm.attrs["JoinTokens"]["Worker"]
+    return f"docker swarm join --token {token} {engine.info()['Swarm']['NodeAddr']}:2377"
+
+
+def take_servers(engine: docker.DockerClient, hostname: str, takes: bool) -> None:
+    """Lets Swarm place servers on the node, or not (its running servers stay until they stop)."""
+    node = next((n for n in engine.nodes.list() if n.attrs["Description"]["Hostname"] == hostname), None)
+    if node is None:
+        raise SettingError(f"no node {hostname!r} in this swarm; `./labhub nodes` lists them")
+    spec = node.attrs["Spec"]
+    labels = {k: v for k, v in spec.get("Labels", {}).items() if k != SERVERS_LABEL}
+    node.update({**spec, "Labels": labels if takes else {**labels, SERVERS_LABEL: "no"}})
+
+
+def nodes_table(engine: docker.DockerClient) -> str:
+    """The nodes, each with its resources and the servers running there."""
+    servers = {service["ID"] for service in engine.api.services(filters={"label": SERVER_LABEL})}
+    running = Counter(task.get("NodeID") for task in engine.api.tasks(filters={"desired-state": "running"})
+                      if task["ServiceID"] in servers)
+    rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
+    for n in nodes(engine):
+        rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
+                     "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
+                     str(len(n.gpus)), str(running[n.id])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def container_options(host_config: dict) -> dict:
+    """labhub.containers' host config (and the shared folder's group) as ContainerSpec arguments;
+    anything else a service cannot carry is refused, never dropped."""
+    host_config = dict(host_config)
+    options = {"cap_drop": host_config.pop("cap_drop", None), "cap_add": host_config.pop("cap_add", None),
+               "groups": host_config.pop("group_add", None)}
+    host_config.pop("pids_limit", None)  # a task resource limit (create_object)
+    security = host_config.pop("security_opt", [])
+    unknown = [opt for opt in security if opt.split(":")[0].split("=")[0] != "no-new-privileges"] + sorted(host_config)
+    if unknown:
+        raise SettingError(f"extra_host_config {', '.join(map(str, unknown))}: not supported in swarm mode")
+    if security:
+        options["privileges"] = {"NoNewPrivileges": True}
+    return {key: value for key, value in options.items() if value}
+
+
+def configure(c, ctx: "HubContext") -> None:
+    """Servers as Swarm services (only in swarm mode)."""
+    if not ctx.settings.swarm:
+        return
+    c.JupyterHub.spawner_class = SwarmServerSpawner
+    # A failed node's servers show as stopped within a poll of its being marked down (12-15 s).
+    c.Spawner.poll_interval = 10
