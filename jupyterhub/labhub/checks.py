@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, context, images, resources, settings, siteconfig
+from . import auth, context, images, resources, settings, siteconfig, swarm
 from .context import EngineFacts
 from .settings import Settings, SettingError, fail
 from .stack import Stack
@@ -142,7 +142,11 @@ def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Setting
     mem, cpus = resources.site_limits(facts, s)
     # The hub makes the catalog at its start (and refuses without the default flavor); check does here.
     catalog = _collected(images.Catalog, engine, False, mem, cpus)
-    return [str(error) for error in facts.errors] + catalog + engine_problems(engine, stack, facts, s)
+    problems = [str(error) for error in facts.errors] + catalog + engine_problems(engine, stack, facts, s)
+    if s.swarm and not facts.errors:  # every node must have every user image and host folder
+        refs = [flavor.ref for flavor in images.built_flavors(engine).values()]
+        problems += swarm.node_problems(engine, s, refs)
+    return problems
 
 
 def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:

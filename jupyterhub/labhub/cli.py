@@ -89,7 +89,23 @@ def do_restore(args) -> None:
 def do_status(_args) -> None:
     from . import status
     engine, lab = _engine()
-    print(status.table(status.servers(engine, lab), datetime.datetime.now(datetime.timezone.utc)))
+    print(status.table(status.servers(engine, lab, settings.load().swarm), datetime.datetime.now(datetime.timezone.utc)))
+
+
+def do_nodes(args) -> None:
+    from . import swarm
+    engine, _ = _engine()
+    swarm.check_manager(engine.info())
+    if args.action == "add":
+        print("On the new machine (Docker installed, the shared storage mounted at the same paths), run:")
+        print(f"  {swarm.join_command(engine)}")
+        print("then, here: ./labhub nodes push (copies the user images there)")
+    elif args.action in ("drain", "undrain"):
+        if not args.node:
+            raise SettingError(f"labhub nodes {args.action}: name the node, e.g. ./labhub nodes {args.action} gpu-box")
+        swarm.take_servers(engine, args.node, args.action == "undrain")
+    if args.action != "add":
+        print(swarm.nodes_table(engine))
 
 
 def do_homes(_args) -> None:
@@ -139,6 +155,13 @@ def main(argv=None) -> None:
     sub.add_argument("archive", help="the backup archive, inside the LabHub folder (e.g. backups/labhub-....tar)")
     sub.add_argument("--force", action="store_true", help="overwrite what exists")
     command("status", do_status, "list running user servers: image, uptime, CPU, memory, GPUs")
+    sub = command("nodes", do_nodes, "swarm mode: list the nodes, add one, keep servers off one (drain) or let them back",
+                  "Swarm mode (LABHUB_SWARM, README: More than one machine). `nodes` lists the nodes with their "
+                  "resources and servers; `nodes add` prints the command that joins a new machine; `nodes drain NODE` "
+                  "keeps new servers off NODE (running ones stay until they stop), `nodes undrain NODE` lets them back. "
+                  "On the host, `./labhub nodes push [DOCKER_HOST...]` copies the user images to the other nodes.")
+    sub.add_argument("action", nargs="?", default="list", choices=("list", "add", "drain", "undrain"))
+    sub.add_argument("node", nargs="?", help="the node's host name, as `./labhub nodes` lists it")
     command("homes", do_homes, "list every user's home with the disk it takes (files and installed packages), largest first")
     sub = command("upgrade", do_upgrade, "back up, then upgrade the hub database (./labhub upgrade also rebuilds "
                   "the images first and restarts the hub after; user servers keep running)")

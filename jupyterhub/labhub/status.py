@@ -10,6 +10,7 @@ from escapism import unescape
 
 from . import storage
 from .gpu import ASSIGNED_LABEL
+from .swarm import gpu_ids
 from .settings import Settings
 from .stack import Stack
 
@@ -20,10 +21,11 @@ class Server:
     name: str  # "" for the default server
     image: str
     started: datetime.datetime
-    cpu_percent: float
-    memory: int
+    cpu_percent: float | None  # None: not measured (a server on another node of a swarm)
+    memory: int | None
     memory_limit: int
     gpus: str
+    node: str = ""  # in swarm mode, the node it runs on
 
 
 def _cpu_percent(stats: dict) -> float:
@@ -62,8 +64,31 @@ def _server(container, prefix: str) -> Server:
                   memory_limit=memory.get("limit", 0), gpus=_gpus(container))
 
 
-def servers(engine: docker.DockerClient, stack: Stack) -> list[Server]:
+def _swarm_server(engine: docker.DockerClient, service: dict) -> Server | None:
+    """A server's service (swarm mode): who, what and where from the manager's view; its use of
+    CPU and memory is its node's to tell."""
+    tasks = engine.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+    if not tasks:
+        return None
+    task, spec = tasks[0], service["Spec"]["TaskTemplate"]
+    env = dict(v.partition("=")[::2] for v in spec["ContainerSpec"].get("Env") or [])
+    try:
+        node = engine.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+    except docker.errors.NotFound:
+        node = task["NodeID"][:12]
+    started = datetime.datetime.fromisoformat(task["Status"]["Timestamp"][:26].rstrip("Z") + "+00:00")
+    return Server(user=env.get("JUPYTERHUB_USER", ""), name=env.get("JUPYTERHUB_SERVER_NAME", ""),
+                  image=spec["ContainerSpec"]["Image"].split("@")[0], started=started, cpu_percent=None, memory=None,
+                  memory_limit=spec.get("Resources", {}).get("Limits", {}).get("MemoryBytes", 0),
+                  gpus=",".join(gpu_ids(task.get("GenericResources"))), node=node)  # assigned to the task
+
+
+def servers(engine: docker.DockerClient, stack: Stack, swarm: bool = False) -> list[Server]:
     prefix = f"{stack.container_prefix}-"
+    if swarm:  # services (labhub.swarm), on any node
+        services = [sv for sv in engine.api.services(filters={"name": prefix}) if sv["Spec"]["Name"].startswith(prefix)]
+        found = [server for server in map(lambda sv: _swarm_server(engine, sv), services) if server]
+        return sorted(found, key=lambda s: (s.user, s.name))
     running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
     with ThreadPoolExecutor() as pool:  # each sample takes the engine about a second
         return sorted(pool.map(lambda c: _server(c, prefix), running), key=lambda s: (s.user, s.name))
@@ -75,10 +100,13 @@ def _duration(delta: datetime.timedelta) -> str:
 
 
 def table(found: list[Server], now: datetime.datetime) -> str:
-    rows = [("USER", "SERVER", "IMAGE", "UP", "CPU", "MEMORY", "GPU")]
+    with_node = any(s.node for s in found)
+    rows = [("USER", "SERVER", "IMAGE", "UP", "CPU", "MEMORY", "GPU") + (("NODE",) if with_node else ())]
     for s in found:
-        rows.append((s.user, s.name or "-", s.image, _duration(now - s.started), f"{s.cpu_percent:.0f}%",
-                     f"{s.memory / 2**20:,.0f} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-"))
+        used = "-" if s.memory is None else f"{s.memory / 2**20:,.0f}"
+        rows.append((s.user, s.name or "-", s.image, _duration(now - s.started),
+                     "-" if s.cpu_percent is None else f"{s.cpu_percent:.0f}%",
+                     f"{used} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-") + ((s.node,) if with_node else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines + [f"{len(found)} server(s) running"])

@@ -23,6 +23,16 @@ def test_table_lists_each_server():
     assert lines[3] == "2 server(s) running"
 
 
+def test_in_swarm_mode_each_server_shows_its_node_and_its_limit():
+    now = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.timezone.utc)
+    servers = [status.Server("alice", "", "labhub/jupyterlab-base:latest", now - datetime.timedelta(minutes=5),
+                             None, None, 4096 * 2**20, "GPU-1", node="gpu-box")]
+    lines = status.table(servers, now).splitlines()
+    assert lines[0].split() == ["USER", "SERVER", "IMAGE", "UP", "CPU", "MEMORY", "GPU", "NODE"]
+    assert lines[1].split() == ["alice", "-", "labhub/jupyterlab-base:latest", "0h", "05m", "-", "-", "/", "4,096", "MiB",
+                                "GPU-1", "gpu-box"]
+
+
 class Container(SimpleNamespace):
     """A running server's container as docker-py lists it (inspected)."""
 
