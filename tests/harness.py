@@ -51,8 +51,10 @@ class Deployment:
     the benchmark's reference."""
 
     def __init__(self, name: str, ports: tuple[int, int] = (HTTP_PORT, HTTPS_PORT),
-                 compose_file: str = "docker-compose.yml"):
+                 compose_file: str = "docker-compose.yml", docker_host: str = ""):
         self.project = NAMESPACE + name
+        # Another Docker engine than the machine's (DOCKER_HOST), e.g. a swarm manager (tests/swarm.py).
+        self.env = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
         self.compose_file = compose_file
         self.dir = WORK / self.project
         self.ports = http_port, https_port = ports
@@ -91,10 +93,15 @@ class Deployment:
         # Run where the compose file is, without -f, as an admin does: compose then also reads
         # docker-compose.override.yml and COMPOSE_FILE from .env there.
         return run("docker", "compose", "--ansi", "never", "-p", self.project, *args,
-                   cwd=(self.dir / self.compose_file).parent, check=check, timeout=timeout)
+                   cwd=(self.dir / self.compose_file).parent, check=check, timeout=timeout, env=self.env)
+
+    def docker(self, *args, check=True) -> str:
+        """The docker command against this deployment's engine."""
+        return run("docker", *args, check=check, env=self.env).stdout.strip()
 
     def up(self, check=True) -> subprocess.CompletedProcess:
-        return self.compose("up", "-d", "--wait", check=check)
+        # On another engine, the images are the ones loaded there (tests/swarm.py), never rebuilt.
+        return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env else []), check=check)
 
     def set_env(self, **settings) -> None:
         """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would; no keywords and
@@ -135,28 +142,31 @@ class Deployment:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""
         container = self.compose("ps", "-a", "-q", service).stdout.strip()
         assert container, f"{self.project} has no {service} container"
-        return docker("logs", container)
+        return self.docker("logs", container)
 
     def user_container(self, user: str, server: str = ""):
         """The id of a user's server container (user name as escaped), or None."""
         name = f"{self.project}-user-{user}" + (f"--{server}" if server else "")
-        out = docker("ps", "-q", "--no-trunc", "--filter", f"name=^{name}$")
+        out = self.docker("ps", "-q", "--no-trunc", "--filter", f"name=^{name}$")
         return out or None
 
     def destroy(self) -> None:
         """Removes everything the deployment made: containers (user servers too), volumes, networks."""
         if (self.dir / self.compose_file).exists():
             self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
-        users = docker("ps", "-aq", "--filter", f"name=^{self.project}-user-", check=False).split()
+        services = run("docker", "service", "ls", "-q", "--filter", f"name={self.project}-user-", check=False, env=self.env)
+        if services.returncode == 0 and services.stdout.split():  # swarm mode (labhub.swarm)
+            self.docker("service", "rm", *services.stdout.split(), check=False)
+        users = self.docker("ps", "-aq", "--filter", f"name=^{self.project}-user-", check=False).split()
         if users:
-            docker("rm", "-f", *users, check=False)
-        volumes = docker("volume", "ls", "-q", "--filter", f"name=^{self.project}-home-", check=False).split()
+            self.docker("rm", "-f", *users, check=False)
+        volumes = self.docker("volume", "ls", "-q", "--filter", f"name=^{self.project}-home-", check=False).split()
         if volumes:
-            docker("volume", "rm", "-f", *volumes, check=False)
-        networks = docker("network", "ls", "-q", "--filter", f"label=org.labhub.users-network={self.project}",
-                          check=False).split()
+            self.docker("volume", "rm", "-f", *volumes, check=False)
+        networks = self.docker("network", "ls", "-q", "--filter", f"label=org.labhub.users-network={self.project}",
+                               check=False).split()
         if networks:
-            docker("network", "rm", *networks, check=False)
+            self.docker("network", "rm", *networks, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
