@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # har
 
 import harness  # noqa: E402
 from . import measure  # noqa: E402
-from .setups import SETUPS  # noqa: E402
+from .setups import SETUPS, LabHubSwarm  # noqa: E402
 
 MB = 2**20
 
@@ -41,9 +41,16 @@ def hub_start_alone(setup, admin, args) -> dict:
 def run_setup(setup, args) -> dict:
     started = time.monotonic()
     print(f"== {setup.name}: up", flush=True)
-    setup.up()
     try:
+        setup.up()
         admin = setup.admin()
+        if isinstance(setup, LabHubSwarm):
+            figures = {"swarm_spawn": {}}
+            for role, node in setup.nodes().items():
+                print(f"== {setup.name}: {args.spawns} warm spawns on the {role} node", flush=True)
+                setup.only_on(node)
+                figures["swarm_spawn"][role] = measure.warm_spawns(setup, admin, args.spawns, f"benchwarm{role}")
+            return {**figures, "swarm_seconds": time.monotonic() - started}
         if args.hub_start_only:
             return {"hub_start": hub_start_alone(setup, admin, args), "seconds": time.monotonic() - started}
         print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
@@ -75,8 +82,8 @@ def run_setup(setup, args) -> dict:
     finally:
         log = setup.deployment.compose("logs", "--no-color", check=False).stdout
         args.artifacts.mkdir(parents=True, exist_ok=True)
-        (args.artifacts / f"benchmark{args.suffix}-{setup.name.lower()}.log").write_text(log)
-        setup.deployment.destroy()
+        (args.artifacts / f"benchmark{args.suffix}-{setup.name.lower().replace(' ', '-')}.log").write_text(log)
+        setup.destroy()
 
 
 def _reference_login(figures: dict) -> dict:
@@ -95,6 +102,11 @@ def rows(results: dict, users: int):
     return [
         ("warm spawn p50", "s", s, lambda r: r["warm_spawn"]["p50"], ("ratio", 0.4)),
         ("warm spawn p95", "s", s, lambda r: r["warm_spawn"]["p95"], None),
+        # Swarm mode (--setups swarm): the hub on the manager node, the server on the manager or on
+        # a worker (another engine, reached over an overlay network).
+        ("swarm warm spawn, manager p50", "s", s, lambda r: r["swarm_spawn"]["manager"]["p50"], None),
+        ("swarm warm spawn, worker p50", "s", s, lambda r: r["swarm_spawn"]["worker"]["p50"], None),
+        ("swarm warm spawn, worker p95", "s", s, lambda r: r["swarm_spawn"]["worker"]["p95"], None),
         ("server start in the image p50", "s", s, lambda r: r["server_start"]["seconds"]["p50"], None),
         ("  its CPU time p50", "s", s, lambda r: r["server_start"]["cpu_seconds"]["p50"], None),
         (f"{users} users: succeeded", "", None, lambda r: r["burst"]["succeeded"], ("equal", users)),
@@ -191,7 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--short", action="store_true", help="a quick run that keeps the benchmark working (CI): 3 spawns, 5 users")
     parser.add_argument("--users", type=int, help="users logging in and spawning at once (default 20; 5 with --short)")
     parser.add_argument("--spawns", type=int, help="timed warm spawns (default 10; 3 with --short)")
-    parser.add_argument("--setups", default="labhub,reference", help="which to run: labhub, reference or both (default)")
+    parser.add_argument("--setups", default="labhub,reference",
+                        help="which to run, comma-separated: labhub, reference (both by default), swarm (LabHub in "
+                        "swarm mode on a two-node swarm of engine containers: its warm spawns on each node)")
     parser.add_argument("--hub-start-only", action="store_true",
                         help="measure only LabHub's hub start: 50 users, --users of them with a server running, the "
                         "hub restarted (the reference has no such figure); writes benchmark-hub-start.json")
@@ -219,7 +233,9 @@ def main(argv=None) -> int:
     failed = []
     for name in chosen:
         setup = SETUPS[name]()
-        report["results"][setup.name] = figures = run_setup(setup, args)
+        figures = run_setup(setup, args)
+        # Swarm mode's rows are LabHub's too (its column), beside the figures of one machine.
+        report["results"].setdefault("LabHub" if name == "swarm" else setup.name, {}).update(figures)
         for burst in (figures.get("burst"), figures.get("burst_reference_login")) if name == "labhub" else ():
             if burst and burst["succeeded"] < args.users:
                 failed.append(f"{args.users - burst['succeeded']} of {args.users} LabHub users got no server: "

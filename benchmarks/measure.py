@@ -58,11 +58,11 @@ def spawn(client: harness.HubClient, deadline: float) -> dict:
     return {"ready": ready - start, "answered": time.monotonic() - start, "refusals": refusals}
 
 
-def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int) -> dict:
+def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "benchwarm") -> dict:
     """One user's server started and stopped `runs` times, after an untimed first start (the
     image is present, the home exists, first-login setup has run)."""
-    setup.prepare_user(admin, "benchwarm")
-    client = setup.login("benchwarm")
+    setup.prepare_user(admin, user)
+    client = setup.login(user)
     spawn(client, time.monotonic() + SPAWN_TIMEOUT)
     client.stop_server()
     times = []

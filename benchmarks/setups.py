@@ -3,6 +3,7 @@ fresh clone runs it (native logins, Traefik in front), and the reference (benchm
 stock DockerSpawner, a JupyterLab image built the usual way, JupyterHub serving TLS itself)."""
 
 import harness
+import swarm
 from labhub import certs, settings
 
 PASSWORD = "Lab-Notebook-2026"  # every benchmark user's (harness.native_user's default)
@@ -20,6 +21,9 @@ class Setup:
     deployment: harness.Deployment
     front: tuple[str, ...] = ()  # compose services that route (besides a proxy inside the hub)
     measures_hub_start = False  # the hub restarted with servers running (LabHub's own target)
+
+    def destroy(self) -> None:
+        self.deployment.destroy()
 
     def up(self) -> None:
         result = self.deployment.up(check=False)
@@ -117,4 +121,36 @@ class Reference(Setup):
         return "labhub-bench/reference-lab:latest"  # built by `up`
 
 
-SETUPS = {"labhub": LabHub, "reference": Reference}
+class LabHubSwarm(LabHub):
+    """LabHub in swarm mode (README, More than one machine) on a two-node swarm of engine
+    containers (tests/swarm.py): node1 the manager, where the hub runs, node2 a worker; homes on
+    storage both nodes mount. Only its spawns are measured, on each node."""
+    name = "LabHub swarm"
+    front = ()
+    measures_hub_start = False
+
+    def __init__(self):
+        self.cluster = swarm.Swarm(harness.free_ports(), name=harness.NAMESPACE + "labhubbench")
+        self.deployment = harness.Deployment("labhubbenchswarm", self.cluster.ports,
+                                             docker_host=self.cluster.manager.docker_host)
+        # The worker offers one (fake) GPU: GPU servers get one each (swarm mode wants a number).
+        self.deployment.set_env(swarm="true", home_root=swarm.HOME_ROOT, gpus_per_server="1")
+        self.auth = "native"
+
+    def up(self) -> None:
+        self.cluster.start(["labhub/hub:latest", "labhub/proxy:latest", "traefik:v3.7", "labhub/jupyterlab-base:latest"])
+        self.cluster.load(self.cluster.worker, ["labhub/jupyterlab-base:latest"])
+        super().up()
+
+    def destroy(self) -> None:
+        super().destroy()
+        self.cluster.remove()
+
+    def nodes(self) -> dict[str, swarm.Node]:
+        return {"manager": self.cluster.manager, "worker": self.cluster.worker}
+
+    def only_on(self, node: swarm.Node) -> None:
+        swarm.only_on(self.deployment, self.cluster, node)
+
+
+SETUPS = {"labhub": LabHub, "reference": Reference, "swarm": LabHubSwarm}

@@ -111,6 +111,11 @@ def test_missing_home_root(fresh):
     caught(fresh, "LABHUB_HOME_ROOT: host folder /srv/no-such-homes does not exist", "create it")
 
 
+def test_swarm_mode_on_an_engine_that_is_no_swarm_manager(fresh):
+    fresh.set_env(swarm="true", home_root="/tmp")
+    caught(fresh, "LABHUB_SWARM: true, but the hub's Docker engine is not a swarm manager", "run `docker swarm init`")
+
+
 def test_missing_data_folder(fresh):
     fresh.set_env(data_mounts="/srv/no-such-data:/home/jovyan/data:ro")
     caught(fresh, "LABHUB_DATA_MOUNTS: host folder /srv/no-such-data does not exist", "create it")
