@@ -166,15 +166,15 @@ class ServerNetworks:
             network.reload()
 
     def _join_hub(self, network, aliases) -> None:
-        """The hub always takes the first address after the gateway, so a recreated hub (an
-        upgrade, a settings change) has the address the old one had: what a running server holds
-        of `hub` (its HTTP client caches name lookups) stays true. A network where that address is
-        taken (made before LabHub did this) gets the hub wherever the engine puts it."""
-        first = str(ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])[2])
-        try:
-            network.connect(self.hub, aliases=aliases, ipv4_address=first)
-        except APIError as e:
-            log.warning("The hub could not take %s on network %s (%s); joining it elsewhere", first, network.name, e)
+        """The hub takes the first address after the gateway, which the engine never hands out
+        (networks are made with only their upper half for the engine to give): a restarted or
+        recreated hub (an upgrade, a settings change) has the address the old one had, so what a
+        running server holds of `hub` (its HTTP client caches name lookups) stays true. Networks
+        made before LabHub did this get the hub wherever the engine puts it."""
+        config = network.attrs["IPAM"]["Config"][0]
+        if config.get("IPRange"):
+            network.connect(self.hub, aliases=aliases, ipv4_address=str(ipaddress.ip_network(config["Subnet"])[2]))
+        else:
             network.connect(self.hub, aliases=aliases)
 
     def _server_networks(self) -> list:
@@ -284,7 +284,10 @@ class ServerNetworks:
             if subnet is None:
                 raise RuntimeError(f"no free /{prefix} subnet left in LABHUB_USER_SUBNETS={self.pool}; "
                                    "give it a larger range")
-            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))])
+            # The engine gives out the upper half (the proxy, the server, a swarm's nodes); the
+            # lower is the gateway's and the hub's (_join_hub).
+            upper = list(subnet.subnets(prefixlen_diff=1))[1]
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]), iprange=str(upper))])
             try:
                 return self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge",
                                                    attachable=self.swarm or None, ipam=ipam, labels=self._labels())
