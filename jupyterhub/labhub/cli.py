@@ -93,7 +93,7 @@ def do_status(_args) -> None:
 
 
 def do_nodes(args) -> None:
-    from . import swarm
+    from . import status, swarm
     engine, _ = _engine()
     swarm.check_manager(engine.info())
     if args.action == "add":
@@ -105,7 +105,7 @@ def do_nodes(args) -> None:
             raise SettingError(f"labhub nodes {args.action}: name the node, e.g. ./labhub nodes {args.action} gpu-box")
         swarm.take_servers(engine, args.node, args.action == "undrain")
     if args.action != "add":
-        print(swarm.nodes_table(engine))
+        print(status.nodes_table(engine))
 
 
 def do_homes(_args) -> None:

@@ -32,6 +32,7 @@ def probe(engine: docker.DockerClient, stack: Stack, s: Settings) -> EngineFacts
     errors = []
     api_version = tuple(int(part) for part in engine.version()["ApiVersion"].split("."))
     cpus, memory = info["NCPU"], info["MemTotal"]
+    placed = None  # swarm mode: the nodes servers may land on
     if s.swarm:
         try:
             swarm.check_manager(info)
@@ -46,7 +47,7 @@ def probe(engine: docker.DockerClient, stack: Stack, s: Settings) -> EngineFacts
         folders = {}
         errors.append(error)
     try:
-        devices = gpu.available(info, engine, stack, s)
+        devices = gpu.available(info, engine, stack, s, placed)
     except SettingError as error:
         devices = []
         errors.append(error)

@@ -68,12 +68,15 @@ def _server_key(spawner) -> str:
     return f"{spawner.user.name}/{spawner.name}"
 
 
-def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
-    """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal."""
+def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings,
+              nodes: list["swarm.Node"] | None = None) -> list[str]:
+    """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal. In swarm
+    mode, those of the nodes that take servers (nodes: as listed already, else looked up)."""
     if s.gpus == "off":
         devices = []
     elif s.swarm:
-        devices = [f"{node.hostname}:{gpu}" for node in swarm.server_nodes(engine) for gpu in node.gpus]
+        nodes = swarm.server_nodes(engine) if nodes is None else nodes
+        devices = [f"{node.hostname}:{gpu}" for node in nodes for gpu in node.gpus]
     else:
         devices = detect(info, engine, stack)
     if s.gpus == "on" and not devices:

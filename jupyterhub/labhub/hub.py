@@ -15,7 +15,7 @@ import threading
 import docker
 
 from . import (auth, bootstrap, certs, checks, chp, containers, context, gpu, images, network, resources, settings,
-               spawner, stack, storage, swarm)
+               spawner, stack, storage)
 from .context import HubContext
 from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR
 from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
@@ -24,8 +24,7 @@ log = logging.getLogger("JupyterHub")
 
 STEPS = (
     auth.configure,  # who may log in, and how
-    spawner.configure,  # DockerSpawner, noticing a started server at once; bursts kept in hand
-    swarm.configure,  # with LABHUB_SWARM: servers as Swarm services, on the node with room
+    spawner.configure,  # DockerSpawner (LABHUB_SWARM: Swarm services), noticing a started server at once
     chp.configure,  # the routes to servers live in the chp service, which outlives hub restarts
     network.configure,  # each server alone on a network of its own with the hub
     containers.configure,  # not root, no capabilities, a process limit (sudo for LABHUB_SUDO_USERS)

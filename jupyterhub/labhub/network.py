@@ -139,13 +139,22 @@ class ServerNetworks:
         """(container, aliases) of what joins every server's network: the hub, as `hub`, and the proxy."""
         return [(self.hub, [self.stack.hub_alias])] + ([(self.proxy, [])] if self.proxy else [])
 
-    def _serves(self, network) -> bool:
-        """Whether a container besides the hub and the proxy is on the network (whose attrs are fresh),
-        or, in swarm mode, a service's (on any node: the network lists this node's containers only)."""
-        if set(network.attrs.get("Containers") or {}) - {member.id for member, _ in self._members()}:
+    def _service_networks(self) -> set[str]:
+        """In swarm mode, the networks some service's tasks are on, on any node (a network lists
+        this node's containers only); looked up once for all the networks being looked at."""
+        if not self.swarm:
+            return set()
+        return {attached.get("Target") for service in self.engine.api.services()
+                for attached in service["Spec"]["TaskTemplate"].get("Networks") or []}
+
+    def _serves(self, network, service_networks: set[str] | None = None) -> bool:
+        """Whether a container besides the hub and the proxy is on the network (whose attrs are
+        fresh), or a service's task (service_networks, looked up when not given)."""
+        members = {member.id for member, _ in self._members()}
+        if set(network.attrs.get("Containers") or {}) - members:
             return True
-        return self.swarm and any(attached.get("Target") == network.id for service in self.engine.api.services()
-                                  for attached in service["Spec"]["TaskTemplate"].get("Networks") or [])
+        service_networks = self._service_networks() if service_networks is None else service_networks
+        return bool(service_networks) and network.id in service_networks
 
     def _join(self, network) -> None:
         """Puts the hub and the proxy on the network (whose attrs are fresh) unless there."""
@@ -182,9 +191,10 @@ class ServerNetworks:
 
     def recover(self) -> None:
         """At hub start: join the networks of servers still running; remove those left empty."""
+        service_networks = self._service_networks()
         for network in self._server_networks():
             network.reload()
-            if self._serves(network):
+            if self._serves(network, service_networks):
                 self._join(network)
             else:
                 self._remove(network)

@@ -99,7 +99,13 @@ async def until_answers(url: str, seconds: float) -> bool:
 
 def configure(c, ctx: "HubContext") -> None:
     cpus, s = ctx.facts.cpus, ctx.settings
-    c.JupyterHub.spawner_class = PromptDockerSpawner
+    if s.swarm:
+        from .swarm import SwarmServerSpawner  # (it builds on this module)
+        c.JupyterHub.spawner_class = SwarmServerSpawner
+        # A failed node's servers show as stopped within a poll of its being marked down (12-15 s).
+        c.Spawner.poll_interval = 10
+    else:
+        c.JupyterHub.spawner_class = PromptDockerSpawner
     c.DockerSpawner.prefix = ctx.stack.container_prefix
     c.DockerSpawner.remove = True
     c.Spawner.default_url = "/lab"

@@ -1,16 +1,17 @@
 """`labhub status`: the user servers running now, what each runs and uses; `labhub homes`: how
-much disk each user's home takes (their files and what they installed), largest first."""
+much disk each user's home takes (their files and what they installed), largest first; `labhub
+nodes` (swarm mode): the nodes, with their resources and servers."""
 
 import datetime
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import docker
 from escapism import unescape
 
-from . import storage
+from . import storage, swarm
 from .gpu import ASSIGNED_LABEL
-from .swarm import gpu_ids
 from .settings import Settings
 from .stack import Stack
 
@@ -43,11 +44,16 @@ def _gpus(container) -> str:
     return "all" if any(r.get("Count") == -1 for r in requests) else ""
 
 
+def _environment(variables) -> dict[str, str]:
+    """A container's (or a service's) environment, from its list of NAME=value."""
+    return dict(v.partition("=")[::2] for v in variables or [])
+
+
 def _owner(container, prefix: str) -> tuple[str, str]:
     """The user and server name of a server's container. DockerSpawner (14.0) labels neither; it
     names the container {prefix}-{escaped user}--{escaped, lowercased server name}, and JupyterHub
     gives every server both names in its environment. Without those, the name is unescaped."""
-    env = dict(v.partition("=")[::2] for v in container.attrs.get("Config", {}).get("Env") or [])
+    env = _environment(container.attrs.get("Config", {}).get("Env"))
     if "JUPYTERHUB_USER" in env:
         return env["JUPYTERHUB_USER"], env.get("JUPYTERHUB_SERVER_NAME", "")
     user, _, name = container.name.removeprefix(prefix).partition("--")
@@ -64,30 +70,30 @@ def _server(container, prefix: str) -> Server:
                   memory_limit=memory.get("limit", 0), gpus=_gpus(container))
 
 
-def _swarm_server(engine: docker.DockerClient, service: dict) -> Server | None:
-    """A server's service (swarm mode): who, what and where from the manager's view; its use of
-    CPU and memory is its node's to tell."""
-    tasks = engine.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
-    if not tasks:
-        return None
-    task, spec = tasks[0], service["Spec"]["TaskTemplate"]
-    env = dict(v.partition("=")[::2] for v in spec["ContainerSpec"].get("Env") or [])
-    try:
-        node = engine.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
-    except docker.errors.NotFound:
-        node = task["NodeID"][:12]
+def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Server:
+    """A server's service and its running task (swarm mode): who, what and where from the
+    manager's view; its use of CPU and memory is its node's to tell."""
+    spec = service["Spec"]["TaskTemplate"]
+    env = _environment(spec["ContainerSpec"].get("Env"))
     started = datetime.datetime.fromisoformat(task["Status"]["Timestamp"][:26].rstrip("Z") + "+00:00")
     return Server(user=env.get("JUPYTERHUB_USER", ""), name=env.get("JUPYTERHUB_SERVER_NAME", ""),
                   image=spec["ContainerSpec"]["Image"].split("@")[0], started=started, cpu_percent=None, memory=None,
                   memory_limit=spec.get("Resources", {}).get("Limits", {}).get("MemoryBytes", 0),
-                  gpus=",".join(gpu_ids(task.get("GenericResources"))), node=node)  # assigned to the task
+                  gpus=",".join(swarm.gpu_ids(task.get("GenericResources"))),  # assigned to the task
+                  node=hostnames.get(task.get("NodeID", ""), task.get("NodeID", "")[:12]))
 
 
-def servers(engine: docker.DockerClient, stack: Stack, swarm: bool = False) -> list[Server]:
+def _running_tasks(engine: docker.DockerClient) -> dict[str, dict]:
+    """service id -> its running task, for every service (one call)."""
+    return {task["ServiceID"]: task for task in engine.api.tasks(filters={"desired-state": "running"})}
+
+
+def servers(engine: docker.DockerClient, stack: Stack, swarm_mode: bool = False) -> list[Server]:
     prefix = f"{stack.container_prefix}-"
-    if swarm:  # services (labhub.swarm), on any node
+    if swarm_mode:  # services (labhub.swarm), on any node
         services = [sv for sv in engine.api.services(filters={"name": prefix}) if sv["Spec"]["Name"].startswith(prefix)]
-        found = [server for server in map(lambda sv: _swarm_server(engine, sv), services) if server]
+        tasks, hostnames = _running_tasks(engine), {node.id: node.hostname for node in swarm.nodes(engine)}
+        found = [_swarm_server(sv, tasks[sv["ID"]], hostnames) for sv in services if sv["ID"] in tasks]
         return sorted(found, key=lambda s: (s.user, s.name))
     running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
     with ThreadPoolExecutor() as pool:  # each sample takes the engine about a second
@@ -107,9 +113,25 @@ def table(found: list[Server], now: datetime.datetime) -> str:
         rows.append((s.user, s.name or "-", s.image, _duration(now - s.started),
                      "-" if s.cpu_percent is None else f"{s.cpu_percent:.0f}%",
                      f"{used} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-") + ((s.node,) if with_node else ()))
+    return "\n".join(_columns(rows) + [f"{len(found)} server(s) running"])
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """The rows as lines of left-aligned columns."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines + [f"{len(found)} server(s) running"])
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def nodes_table(engine: docker.DockerClient) -> str:
+    """The swarm's nodes, each with its resources and the servers running there."""
+    servers = {service["ID"] for service in engine.api.services(filters={"label": swarm.SERVER_LABEL})}
+    running = Counter(task.get("NodeID") for service, task in _running_tasks(engine).items() if service in servers)
+    rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
+    for n in swarm.nodes(engine):
+        rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
+                     "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
+                     str(len(n.gpus)), str(running[n.id])))
+    return "\n".join(_columns(rows))
 
 
 def home_sizes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[tuple[str, int]]:

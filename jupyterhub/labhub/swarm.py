@@ -21,10 +21,8 @@ import asyncio
 import re
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import NotFound
@@ -38,9 +36,6 @@ from .settings import SettingError, Settings, fail
 from .spawner import PromptDockerSpawner
 from .storage import host_folders
 
-if TYPE_CHECKING:
-    from .context import HubContext
-
 GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
 SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
 SERVER_LABEL = "org.labhub.server"  # user/server name: on each server's service (and a GPU server's container)
@@ -52,7 +47,8 @@ PENDING_SECONDS = 10  # a server no node has room for is refused after this long
 POLL_SECONDS = 0.1
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 # What the admin can do about a task Swarm refused, by what Swarm said.
-HINTS = {"No such image": "copy the user images to every node with `./labhub nodes push`",
+PUSH_HINT = "copy the user images to every node with `./labhub nodes push`"
+HINTS = {"No such image": PUSH_HINT,
          "bind source path does not exist": "every node needs the host folders at the same path (NFS)"}
 NODE_GONE = {"down", "unknown", "disconnected"}
 
@@ -157,15 +153,18 @@ class SwarmServerSpawner(PromptDockerSpawner, SwarmSpawner):
         return service
 
     async def _task(self) -> dict | None:
-        """The service's newest task (one per service: Swarm never restarts it)."""
-        tasks = await self.docker("tasks", filters={"service": self.service_name})
+        """The service's newest task (one per service: Swarm never restarts it); None without the service."""
+        try:
+            tasks = await self.docker("tasks", filters={"service": self.service_name})
+        except NotFound:
+            return None
         return max(tasks, key=lambda t: t["CreatedAt"]) if tasks else None
 
     async def _node_name(self, task: dict) -> str:
         try:
             node = await self.docker("inspect_node", task.get("NodeID") or "")
             return node["Description"]["Hostname"]
-        except (NotFound, docker.errors.APIError):
+        except docker.errors.APIError:  # NotFound too
             return "no node"
 
     async def start_object(self):
@@ -199,11 +198,11 @@ class SwarmServerSpawner(PromptDockerSpawner, SwarmSpawner):
         """None while the task runs on a node that is up. A task on a node that is down (the node
         failed, or left) counts as stopped: its service is removed, so the next start is placed
         afresh."""
-        if await self.get_object() is None:
-            return 0
-        task = await self._task()
+        task = await self._task()  # None once the service is gone
         if task is None or task["Status"]["State"] in ENDED:
             return task["Status"]["State"] if task else 0
+        if not task.get("NodeID"):  # not placed yet
+            return None
         try:
             node = await self.docker("inspect_node", task["NodeID"])
         except NotFound:
@@ -264,7 +263,7 @@ def node_problems(engine: docker.DockerClient, s: Settings, images: list[str]) -
         missing = re.search(r"bind source path does not exist: (\S+)", error)
         if "No such image" in error:
             problems.append(f"node {node.hostname}: has no image {image}, so servers of it cannot start there; "
-                            "copy it with `./labhub nodes push` (README, More than one machine)")
+                            f"{PUSH_HINT} (README, More than one machine)")
         elif missing:
             folder = next((f for f in folders if missing.group(1).startswith(f)), missing.group(1))
             problems.append(str(fail(folders.get(folder, "HOME_ROOT"), f"host folder {folder} is missing on node {node.hostname}",
@@ -290,20 +289,6 @@ def take_servers(engine: docker.DockerClient, hostname: str, takes: bool) -> Non
     node.update({**spec, "Labels": labels if takes else {**labels, SERVERS_LABEL: "no"}})
 
 
-def nodes_table(engine: docker.DockerClient) -> str:
-    """The nodes, each with its resources and the servers running there."""
-    servers = {service["ID"] for service in engine.api.services(filters={"label": SERVER_LABEL})}
-    running = Counter(task.get("NodeID") for task in engine.api.tasks(filters={"desired-state": "running"})
-                      if task["ServiceID"] in servers)
-    rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
-    for n in nodes(engine):
-        rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
-                     "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
-                     str(len(n.gpus)), str(running[n.id])))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
 def container_options(host_config: dict) -> dict:
     """labhub.containers' host config (and the shared folder's group) as ContainerSpec arguments;
     anything else a service cannot carry is refused, never dropped."""
@@ -319,11 +304,3 @@ def container_options(host_config: dict) -> dict:
         options["privileges"] = {"NoNewPrivileges": True}
     return {key: value for key, value in options.items() if value}
 
-
-def configure(c, ctx: "HubContext") -> None:
-    """Servers as Swarm services (only in swarm mode)."""
-    if not ctx.settings.swarm:
-        return
-    c.JupyterHub.spawner_class = SwarmServerSpawner
-    # A failed node's servers show as stopped within a poll of its being marked down (12-15 s).
-    c.Spawner.poll_interval = 10

@@ -73,3 +73,19 @@ def test_homes_are_listed_largest_first_with_their_user_names(monkeypatch):
     lines = status.homes_table(sizes).splitlines()
     assert [line.split() for line in lines[:3]] == [["USER", "SIZE"], ["ht-0", "5", "MiB"], ["ann", "1", "MiB"]]
     assert lines[3] == "2 home(s), 0.0 GiB in all"
+
+
+def test_in_swarm_mode_servers_are_the_services_running_tasks_with_their_node():
+    service = {"ID": "s1", "Spec": {"Name": "lab-user-ann", "TaskTemplate": {
+        "ContainerSpec": {"Image": "labhub/jupyterlab-base:latest@sha256:ab", "Env": ["JUPYTERHUB_USER=ann"]},
+        "Resources": {"Limits": {"MemoryBytes": 2**30}}}}}
+    task = {"ServiceID": "s1", "NodeID": "n2", "Status": {"Timestamp": "2026-11-22T11:55:00.123456789Z"},
+            "GenericResources": [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-1"}}]}
+    node = {"ID": "n2", "Spec": {"Role": "worker", "Availability": "active"}, "Status": {"State": "ready"},
+            "Description": {"Hostname": "gpu-box", "Resources": {}}}
+    engine = SimpleNamespace(api=SimpleNamespace(services=lambda filters: [service], tasks=lambda filters: [task],
+                                                 nodes=lambda: [node]))
+    stack = SimpleNamespace(container_prefix="lab-user")
+    [ann] = status.servers(engine, stack, swarm_mode=True)
+    assert (ann.user, ann.image, ann.node, ann.gpus, ann.memory_limit) == \
+        ("ann", "labhub/jupyterlab-base:latest", "gpu-box", "GPU-1", 2**30)

@@ -106,3 +106,13 @@ def test_gpus_named_by_id_or_counted():
 
 def test_drained_nodes_are_kept_off_by_id_fixed_at_the_start():
     assert swarm.placement_constraints(ENGINE.api.nodes()) == ["node.id!=old-id"]
+
+
+def test_swarm_mode_picks_the_swarm_spawner():
+    from labhub import spawner
+    c = Config()
+    spawner.configure(c, hub_context(load(swarm="true", home_root="/srv/homes")))
+    assert c.JupyterHub.spawner_class is swarm.SwarmServerSpawner and c.Spawner.poll_interval == 10
+    c = Config()
+    spawner.configure(c, hub_context())
+    assert c.JupyterHub.spawner_class is spawner.PromptDockerSpawner
