@@ -39,14 +39,15 @@ def site_or_template(site: Path) -> Path:
 
 
 class SettingError(SystemExit):
-    """A setting is wrong; str() is the one line shown to the admin.
+    """A setting is wrong; str() is the one line shown to the admin (a line per problem, where a
+    command finds several at once, e.g. restore in an archive).
 
     A SystemExit, so that wherever it is raised (the labhub command, or the hub's config file,
     whose ordinary exceptions would end up as a traceback) the process stops with just this line.
     """
 
     def __init__(self, message: str):
-        super().__init__(f"labhub: error: {message}")
+        super().__init__("\n".join(f"labhub: error: {line}" for line in message.splitlines()))
         self.message = message
 
     def __str__(self) -> str:
