@@ -10,7 +10,9 @@ import subprocess
 import tarfile
 import threading
 
+import archives
 import harness
+from archives import folder, member
 
 # Lists every file and folder of a home with its type, mode, owner and size, and each file's SHA-256.
 LISTING = "cd /h && find . -printf '%p %y %m %U:%G %s\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2"
@@ -57,6 +59,36 @@ def admin_command(deployment, *args) -> str:
     result = deployment.compose("run", "--rm", "-T", "admin", *args, check=False)
     assert result.returncode == 0, result.stdout
     return result.stdout
+
+
+def test_a_crafted_archive_writes_nothing_outside_its_areas():
+    """An archive that climbs out of hub/ into the LabHub folder, and whose manifest sends the
+    homes to a host folder the deployment does not use (restore binds it read-write): refused,
+    a line each, before anything is written, on the host or in the LabHub folder."""
+    victim = harness.WORK / f"{harness.NAMESPACE}restore-victim"
+    shutil.rmtree(victim, ignore_errors=True)
+    victim.mkdir(parents=True)
+    deployment = harness.Deployment("restorecraft", harness.free_ports())
+    try:
+        env = (deployment.dir / ".env").read_text()
+        (deployment.dir / "backups").mkdir()
+        archives.crafted(deployment.dir / "backups/archive.tar", [
+            member("site/.env", data=b"LABHUB_AUTH=shared-password\n"),
+            member("hub/../../labhub/escaped.txt", data=b"in the LabHub folder"),  # /srv/jupyterhub/data/../..
+            folder("homes"), folder("homes/x"), member("homes/x/planted.txt", data=b"on the host")],
+            homes=str(victim), users=[])
+        restored = restore(deployment)
+        assert restored.returncode == 1, restored.stdout
+        assert [line for line in restored.stdout.splitlines() if line.startswith("labhub: error:")] == [
+            "labhub: error: archive.tar: hub/../../labhub/escaped.txt: an absolute name, or one with . or .. in it, "
+            "would be written outside its area; nothing was restored (use another backup)",
+            f"labhub: error: archive.tar: manifest: homes in {victim}, but the archive's .env keeps them in volumes "
+            "(LABHUB_HOME_ROOT); nothing was restored (use another backup)"]
+        assert list(victim.iterdir()) == [] and not (deployment.dir / "escaped.txt").exists()
+        assert (deployment.dir / ".env").read_text() == env
+    finally:
+        deployment.destroy()
+        shutil.rmtree(victim, ignore_errors=True)
 
 
 def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):

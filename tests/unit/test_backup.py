@@ -14,6 +14,9 @@ from labhub import backup, settings
 from labhub.settings import SettingError
 from labhub.stack import Stack
 
+import archives
+from archives import folder, member
+
 STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
 
 
@@ -125,34 +128,11 @@ def test_progress_without_a_terminal_prints_every_tenth():
 # --- archives crafted to write where a restore must not -------------------------------------
 
 
-def member(name, kind=tarfile.REGTYPE, data=b"", link="", mode=0o644):
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mode, info.size = kind, link, mode, len(data) if kind == tarfile.REGTYPE else 0
-    return info, data
-
-
-def folder(name, mode=0o755):
-    return member(name, tarfile.DIRTYPE, mode=mode)
-
-
 HOME = [folder("homes"), folder("homes/alice", 0o700), member("homes/alice/notes.txt", data=b"notes")]
 
 
 def crafted(tmp_path, members, listed=True, **manifest):
-    """An archive as `labhub backup` writes one, holding `members` and a manifest listing each of
-    their files with its checksum (unless listed=False): only the check under test can refuse it."""
-    import hashlib
-    import json
-    path = tmp_path / "crafted.tar"
-    files = {info.name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-             for info, data in members if info.isreg() and listed}
-    manifest = {"format": backup.FORMAT, "created": "2026-11-22T03:15:00+00:00", "project": "lab", "jupyterhub": "6",
-                "homes": "volumes", "users": ["alice"], "shared": "", "excludes": [], "files": files, **manifest}
-    data = json.dumps(manifest).encode()
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for info, content in [*members, member(backup.MANIFEST, data=data)]:
-            tar.addfile(info, io.BytesIO(content) if info.isreg() else None)
-    return path
+    return archives.crafted(tmp_path / "crafted.tar", members, listed, **manifest)
 
 
 def refused(lab, tmp_path, archive) -> list[str]:
