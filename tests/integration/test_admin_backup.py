@@ -64,7 +64,7 @@ def admin_command(deployment, *args) -> str:
 def test_a_crafted_archive_writes_nothing_outside_its_areas():
     """An archive that climbs out of hub/ into the LabHub folder, and whose manifest sends the
     homes to a host folder the deployment does not use (restore binds it read-write): refused,
-    a line each, before anything is written, on the host or in the LabHub folder."""
+    a line each, before anything is written, on the host or in the LabHub folder (.env included)."""
     victim = harness.WORK / f"{harness.NAMESPACE}restore-victim"
     shutil.rmtree(victim, ignore_errors=True)
     victim.mkdir(parents=True)
@@ -77,7 +77,7 @@ def test_a_crafted_archive_writes_nothing_outside_its_areas():
             member("hub/../../labhub/escaped.txt", data=b"in the LabHub folder"),  # /srv/jupyterhub/data/../..
             folder("homes"), folder("homes/x"), member("homes/x/planted.txt", data=b"on the host")],
             homes=str(victim), users=[])
-        restored = restore(deployment)
+        restored = restore(deployment, "--force")  # even where the admin said it may overwrite
         assert restored.returncode == 1, restored.stdout
         assert [line for line in restored.stdout.splitlines() if line.startswith("labhub: error:")] == [
             "labhub: error: archive.tar: hub/../../labhub/escaped.txt: an absolute name, or one with . or .. in it, "
