@@ -111,128 +111,7 @@ class _Chunks(io.RawIOBase):
         return n
 
 
-def _areas(engine: docker.DockerClient, stack: Stack, s: Settings, shared: bool) -> tuple[list, list[str]]:
-    """Docker mounts placing each home (and the shared folder) under HELPER_ROOT, and the users."""
-    mounts = storage.home_mounts(engine, stack, s, f"{HELPER_ROOT}/homes")
-    users = [] if s.home_root else [m["Target"].rpartition("/")[2] for m in mounts]
-    if shared and s.shared_dir:
-        mounts.append(docker.types.Mount(f"{HELPER_ROOT}/shared", s.shared_dir, type="bind", read_only=True))
-    return mounts, users
-
-
-class _Writer:
-    """The archive being written, with a manifest entry for every file."""
-
-    def __init__(self, tar: tarfile.TarFile):
-        self.tar, self.files = tar, {}
-
-    def add_stream(self, info: tarfile.TarInfo, stream, progress: Progress | None = None) -> None:
-        if info.isreg():
-            reader = _Hashing(stream, progress)
-            self.tar.addfile(info, io.BufferedReader(reader, 1 << 20))
-            self.files[info.name] = {"size": info.size, "sha256": reader.sha.hexdigest()}
-        else:
-            self.tar.addfile(info)
-
-    def add_path(self, path: Path, name: str) -> None:
-        info = self.tar.gettarinfo(str(path), name)
-        with path.open("rb") as f:
-            self.add_stream(info, f)
-
-    def add_tree(self, root: Path, name: str, skip: tuple[str, ...] = ()) -> None:
-        for path in sorted([root, *root.rglob("*")]):
-            rel = f"{name}/{path.relative_to(root)}".removesuffix("/.")
-            if rel in skip:
-                continue
-            if path.is_file() and not path.is_symlink():
-                self.add_path(path, rel)
-            elif path.is_dir() and not path.is_symlink():
-                self.tar.addfile(self.tar.gettarinfo(str(path), rel))
-
-
-def _database_copy(into: Path) -> Path | None:
-    """A consistent copy of the hub database, taken with SQLite's backup API (the hub may be
-    writing: the copy is one transaction's view)."""
-    if not DATABASE.exists():
-        return None
-    copy = into / DATABASE.name
-    src, dst = sqlite3.connect(DATABASE), sqlite3.connect(copy)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    return copy
-
-
-def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path, shared: bool,
-           excludes: list[str]) -> Path:
-    """Writes the archive into the folder `output`; returns its path."""
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
-    mounts, users = _areas(engine, stack, s, shared)
-    with atomic(path, 0o600) as archive, \
-            tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar, \
-            tempfile.TemporaryDirectory() as tmp:  # the archive holds keys and passwords: 0o600
-        out = _Writer(tar)
-        database = _database_copy(Path(tmp))
-        if database:
-            out.add_path(database, f"hub/{DATABASE.name}")
-        for item in sorted(DATA_DIR.iterdir()) if DATA_DIR.exists() else []:
-            # Not the live database, its journal, or the copies `jupyterhub upgrade-db` keeps.
-            if item.is_file() and not item.name.startswith(DATABASE.name):
-                out.add_path(item, f"hub/{item.name}")
-        for rel in SITE_FILES:
-            if (SITE_DIR / rel).is_file():
-                out.add_path(SITE_DIR / rel, f"site/{rel}")
-        for rel in SITE_TREES:
-            if (SITE_DIR / rel).is_dir():
-                out.add_tree(SITE_DIR / rel, f"site/{rel}", skip=tuple(f"site/{n}" for n in SITE_IGNORED))
-        if mounts:
-            _copy_homes(engine, stack, mounts, excludes, out)
-        manifest = {
-            "format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "project": stack.project, "jupyterhub": importlib.metadata.version("jupyterhub"),
-            "homes": s.home_root or "volumes", "users": users,
-            "shared": s.shared_dir if shared and s.shared_dir else "", "excludes": excludes, "files": out.files,
-        }
-        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        info = tarfile.TarInfo(MANIFEST)
-        info.size, info.mtime = len(data), int(datetime.datetime.now().timestamp())
-        tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer) -> None:
-    helper = stack.run_helper(engine, ["sleep", "infinity"], entrypoint=[], mounts=mounts, detach=True,
-                              remove=False, labels={"org.labhub.helper": "backup"})
-    try:
-        areas = sorted({m["Target"].removeprefix(HELPER_ROOT + "/").split("/")[0] for m in mounts})
-        sizes = helper.exec_run(["du", "-sbc", *areas], workdir=HELPER_ROOT).output.decode().split()
-        progress = Progress("homes" + (" and shared folder" if "shared" in areas else ""), int(sizes[-2]))
-        command = ["tar", "-C", HELPER_ROOT, "-cf", "-", "--numeric-owner", "--warning=no-file-changed",
-                   *(f"--exclude={pattern}" for pattern in excludes), *areas]
-        stream = helper.exec_run(command, stream=True, demux=True).output
-        errors = []
-
-        def stdout():
-            for chunk, err in stream:
-                if err:
-                    errors.append(err.decode(errors="replace"))
-                if chunk:
-                    yield chunk
-
-        with tarfile.open(fileobj=io.BufferedReader(_Chunks(stdout()), 1 << 20), mode="r|") as homes:
-            for member in homes:
-                out.add_stream(member, homes.extractfile(member) if member.isreg() else None, progress)
-        progress.close()
-        if errors:
-            sys.stderr.write("".join(errors))
-    finally:
-        helper.remove(force=True)
-
-
-# --- restore --------------------------------------------------------------------------------
+# --- what an archive may hold: what backup writes, and restore checks ---------------------
 
 
 _ESCAPED_USER = re.compile(r"[a-z0-9-]+")  # DockerSpawner's escaped user names: homes/<user>, volume names
@@ -297,6 +176,141 @@ class _Members:
 
 def _inside(name: str, area: str) -> bool:
     return name == area or name.startswith(area + "/")
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+
+def _areas(engine: docker.DockerClient, stack: Stack, s: Settings, shared: bool) -> tuple[list, list[str]]:
+    """Docker mounts placing each home (and the shared folder) under HELPER_ROOT, and the users."""
+    mounts = storage.home_mounts(engine, stack, s, f"{HELPER_ROOT}/homes")
+    users = [] if s.home_root else [m["Target"].rpartition("/")[2] for m in mounts]
+    if shared and s.shared_dir:
+        mounts.append(docker.types.Mount(f"{HELPER_ROOT}/shared", s.shared_dir, type="bind", read_only=True))
+    return mounts, users
+
+
+class _Writer:
+    """The archive being written, with a manifest entry for every file."""
+
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar, self.files = tar, {}
+
+    def add_stream(self, info: tarfile.TarInfo, stream, progress: Progress | None = None) -> None:
+        if info.isreg():
+            reader = _Hashing(stream, progress)
+            self.tar.addfile(info, io.BufferedReader(reader, 1 << 20))
+            self.files[info.name] = {"size": info.size, "sha256": reader.sha.hexdigest()}
+        else:
+            self.tar.addfile(info)
+
+    def add_path(self, path: Path, name: str) -> None:
+        info = self.tar.gettarinfo(str(path), name)
+        with path.open("rb") as f:
+            self.add_stream(info, f)
+
+    def add_tree(self, root: Path, name: str, skip: tuple[str, ...] = ()) -> None:
+        for path in sorted([root, *root.rglob("*")]):
+            rel = f"{name}/{path.relative_to(root)}".removesuffix("/.")
+            if rel in skip:
+                continue
+            if path.is_file() and not path.is_symlink():
+                self.add_path(path, rel)
+            elif path.is_dir() and not path.is_symlink():
+                self.tar.addfile(self.tar.gettarinfo(str(path), rel))
+
+
+def _database_copy(into: Path) -> Path | None:
+    """A consistent copy of the hub database, taken with SQLite's backup API (the hub may be
+    writing: the copy is one transaction's view)."""
+    if not DATABASE.exists():
+        return None
+    copy = into / DATABASE.name
+    src, dst = sqlite3.connect(DATABASE), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return copy
+
+
+def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path, shared: bool,
+           excludes: list[str]) -> Path:
+    """Writes the archive into the folder `output`; returns its path."""
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
+    mounts, users = _areas(engine, stack, s, shared)
+    held = {"homes": s.home_root or "volumes", "users": users, "shared": s.shared_dir if shared and s.shared_dir else ""}
+    with atomic(path, 0o600) as archive, \
+            tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar, \
+            tempfile.TemporaryDirectory() as tmp:  # the archive holds keys and passwords: 0o600
+        out = _Writer(tar)
+        database = _database_copy(Path(tmp))
+        if database:
+            out.add_path(database, f"hub/{DATABASE.name}")
+        for item in sorted(DATA_DIR.iterdir()) if DATA_DIR.exists() else []:
+            # Not the live database, its journal, or the copies `jupyterhub upgrade-db` keeps.
+            if item.is_file() and not item.name.startswith(DATABASE.name):
+                out.add_path(item, f"hub/{item.name}")
+        for rel in SITE_FILES:
+            if (SITE_DIR / rel).is_file():
+                out.add_path(SITE_DIR / rel, f"site/{rel}")
+        for rel in SITE_TREES:
+            if (SITE_DIR / rel).is_dir():
+                out.add_tree(SITE_DIR / rel, f"site/{rel}", skip=tuple(f"site/{n}" for n in SITE_IGNORED))
+        if mounts:
+            _copy_homes(engine, stack, mounts, excludes, out, _Members(held))
+        manifest = {
+            "format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "project": stack.project, "jupyterhub": importlib.metadata.version("jupyterhub"),
+            **held, "excludes": excludes, "files": out.files,
+        }
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(data), int(datetime.datetime.now().timestamp())
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer, members: _Members) -> None:
+    """Copies the homes (and shared folder) through GNU tar in a helper, leaving out, with a line
+    each, what restore would refuse (a user's pipe, or link out of their home), so that every
+    backup restores; setuid and setgid bits are dropped, the files kept."""
+    helper = stack.run_helper(engine, ["sleep", "infinity"], entrypoint=[], mounts=mounts, detach=True,
+                              remove=False, labels={"org.labhub.helper": "backup"})
+    try:
+        areas = sorted({m["Target"].removeprefix(HELPER_ROOT + "/").split("/")[0] for m in mounts})
+        sizes = helper.exec_run(["du", "-sbc", *areas], workdir=HELPER_ROOT).output.decode().split()
+        progress = Progress("homes" + (" and shared folder" if "shared" in areas else ""), int(sizes[-2]))
+        command = ["tar", "-C", HELPER_ROOT, "-cf", "-", "--numeric-owner", "--warning=no-file-changed",
+                   *(f"--exclude={pattern}" for pattern in excludes), *areas]
+        stream = helper.exec_run(command, stream=True, demux=True).output
+        errors = []
+
+        def stdout():
+            for chunk, err in stream:
+                if err:
+                    errors.append(err.decode(errors="replace"))
+                if chunk:
+                    yield chunk
+
+        with tarfile.open(fileobj=io.BufferedReader(_Chunks(stdout()), 1 << 20), mode="r|") as homes:
+            for member in homes:
+                if not member.isdir():
+                    member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                if problem := members.problem(member):
+                    errors.append(f"labhub backup: left out {printable(member.name)}: {problem}\n")
+                else:
+                    out.add_stream(member, homes.extractfile(member) if member.isreg() else None, progress)
+        progress.close()
+        if errors:
+            sys.stderr.write("".join(errors))
+    finally:
+        helper.remove(force=True)
+
+
+# --- restore --------------------------------------------------------------------------------
 
 
 def _dotenv(text: str) -> dict[str, str]:

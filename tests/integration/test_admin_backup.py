@@ -117,8 +117,13 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         token = users["alice"].api("POST", "/users/alice/tokens", json={"note": "backup test"}).json()["token"]
         before = {name: home_listing(deployment, name) for name in ("alice", "bob")}
 
-        # The backup runs while carol's kernel writes and people keep logging in.
+        # What a user may make in their home but no restore writes: left out, with a line each.
         carol = users["carol"]
+        carol.execute(carol.start_kernel(), "import os; os.mkfifo('pipe'); os.symlink('../../..', 'up'); "
+                                            "os.symlink('/opt/conda/bin/python3', 'py'); open('tool', 'w').close(); "
+                                            "os.chmod('tool', 0o4755); 'ok'")
+
+        # The backup runs while carol's kernel writes and people keep logging in.
         carol.execute(carol.start_kernel(), WRITER)
         stop = threading.Event()
         logins = []
@@ -135,6 +140,8 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
             stop.set()
             thread.join()
         assert logins and set(logins) == {200}, logins
+        assert "labhub backup: left out homes/carol/pipe: a device or pipe: no backup of files holds one" in out
+        assert "labhub backup: left out homes/carol/up: a link to ../../.., outside its area" in out
         archive = deployment.dir / out.strip().splitlines()[-1].split()[2]
 
         # The database in the archive is whole: SQLite's own check, and every user is in it.
@@ -177,6 +184,9 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         carol.login("carol", "Lab-Notebook-2026")
         count, bad = eval(carol.execute(carol.start_kernel(), check))  # noqa: S307 (a tuple we made)
         assert count > 0 and bad == [], (count, bad)
+        # Her venv-like link came back as it was; the setuid bit did not; the pipe and the link out did not.
+        kept = "import os; os.readlink('py'), oct(os.stat('tool').st_mode & 0o7777), os.path.lexists('pipe'), os.path.lexists('up')"
+        assert eval(carol.execute(carol.start_kernel(), kept)) == ("/opt/conda/bin/python3", "0o755", False, False)  # noqa: S307
     finally:
         deployment.destroy()
 
