@@ -36,8 +36,11 @@ SERVER_ENVIRONMENT = {
     "JUPYTERLAB_SETTINGS_DIR": f"{HOME}/.jupyter/lab/user-settings",
     "JUPYTERLAB_WORKSPACES_DIR": f"{HOME}/.jupyter/lab/workspaces",
 }
+# Notebook trust (the signatures database and its secret, written when a notebook is opened) stays
+# where it always was, in the home: the data folder above is read-only to the user.
+NOTEBOOK_TRUST_FOLDER = f"{HOME}/.local/share/jupyter"
 SERVER = ["env", *(f"{name}={value}" for name, value in SERVER_ENVIRONMENT.items()),
-          "python3", "-I", "-m", "jupyterhub.singleuser"]
+          "python3", "-I", "-m", "jupyterhub.singleuser", f"--NotebookNotary.data_dir={NOTEBOOK_TRUST_FOLDER}"]
 
 NOTICE_FILE = "PYTHON-UPGRADED.txt"
 

@@ -288,6 +288,25 @@ echo '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</sc
         as_user(stack, user, "rm -rf ~/.local/share/jupyter/kernels/planted")
 
 
+def test_a_notebook_saved_trusted_opens_trusted_after_a_restart(stack, user):
+    """Notebook trust is the server's own writing in the home (its data folder is the image's): a
+    notebook opens, and one saved with trusted output is still trusted in the next container."""
+    output = {"output_type": "display_data", "data": {"text/html": "<b>made here</b>"}, "metadata": {}}
+    notebook = {"cells": [{"cell_type": "code", "execution_count": 1, "id": "made-here", "metadata": {"trusted": True},
+                           "outputs": [output], "source": "show()"}],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    saved = user.server_api("PUT", "/contents/trusted.ipynb", json={"type": "notebook", "format": "json", "content": notebook})
+    assert saved.status_code in (200, 201), saved.text
+    try:
+        restart(user)
+        opened = user.server_api("GET", "/contents/trusted.ipynb")
+        assert opened.status_code == 200, opened.text
+        assert opened.json()["content"]["cells"][0]["metadata"]["trusted"] is True
+        as_user(stack, user, "test -s ~/.local/share/jupyter/notebook_secret")
+    finally:
+        user.server_api("DELETE", "/contents/trusted.ipynb")
+
+
 def test_kernels_and_terminals_find_jupyters_folders_in_the_home(stack, user):
     """The server's own Jupyter folders are out of the home; its kernels and terminals have them
     where Jupyter puts them for any user, so `ipykernel install --user` from a notebook works."""
