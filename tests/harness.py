@@ -99,10 +99,9 @@ class Deployment:
         """The docker command against this deployment's engine."""
         return run("docker", *args, check=check, env=self.env).stdout.strip()
 
-    def up(self, *services: str, check=True) -> subprocess.CompletedProcess:
-        """Every service, or these and what they depend on."""
+    def up(self, check=True) -> subprocess.CompletedProcess:
         # On another engine, the images are the ones loaded there (tests/swarm.py), never rebuilt.
-        return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env else []), *services, check=check)
+        return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env else []), check=check)
 
     def set_env(self, **settings) -> None:
         """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would; no keywords and
@@ -115,12 +114,11 @@ class Deployment:
         env.write_text("".join(f"LABHUB_{name.upper()}={value}\n" for name, value in settings.items()))
 
     @contextlib.contextmanager
-    def configured(self, *services: str, **settings):
-        """The running deployment with these settings in .env (only `services` and what they depend on
-        started with them, when named: the others keep running as they were); the defaults again afterwards."""
+    def configured(self, **settings):
+        """The running deployment with these settings in .env; the defaults again afterwards."""
         self.set_env(**settings)
         try:
-            result = self.up(*services, check=False)
+            result = self.up(check=False)
             assert result.returncode == 0, result.stdout[-3000:] + self.compose("logs", "--tail", "30", check=False).stdout
             yield self
         finally:

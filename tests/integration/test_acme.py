@@ -127,9 +127,7 @@ def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_hub_and_every_
 
 
 def test_a_dns_provider_lego_does_not_know_is_named_by_labhub_check(stack, pebble, httpreq):
-    # Only Traefik and what publishes its configuration take the settings: the hub has no part in it.
-    with stack.configured("proxy-config", "proxy", **ACME, acme_server=pebble.directory, acme_challenge="dns-01",
-                          acme_dns_provider="no-such-dns"):
+    with stack.configured(**ACME, acme_server=pebble.directory, acme_challenge="dns-01", acme_dns_provider="no-such-dns"):
         deadline = time.monotonic() + 120
         while "unrecognized DNS provider" not in stack.service_log("proxy"):
             assert time.monotonic() < deadline, stack.service_log("proxy")[-3000:]
