@@ -189,7 +189,7 @@ def start_httpreq_adapter(network: str, name: str, image: str, dns: DNSServer, a
     (tests/peers/pebble/httpreq.py, run by `image`, which has Python)."""
     script = REPO / "tests/peers/pebble/httpreq.py"
     adapter = Peer(name, _start(image, network, name, alias, "-v", f"{script}:/httpreq.py:ro", "--entrypoint", "python3",
-                                command=("/httpreq.py", f"http://{dns.ip}:8055")))
+                                command=("/httpreq.py", dns.api)))
 
     def ready() -> bool:
         try:

@@ -116,7 +116,8 @@ def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_hub_and_every_
             leaf, response = first_served(stack, pebble, "/hub/login")
             assert names(leaf) == [HOST, f"*.{HOST}"]
             assert response.startswith("HTTP/1.1 200") and 'name="password"' in response
-            # A user's own host, on the same certificate, verified for that name.
+            # A user's own host, on the same certificate, verified for that name (what answers is
+            # the hub's business: alice has no server).
             user_leaf, user_response = served(stack, pebble.root_pem, f"alice.{HOST}", "/user/alice/lab")
             assert user_leaf == leaf and user_response.startswith("HTTP/1.1 ")
             assert "POST /present" in httpreq.logs() and "POST /cleanup" in httpreq.logs()
