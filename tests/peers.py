@@ -1,6 +1,6 @@
 """Test peers the stack talks to, each a container on a Docker network the test made: a mock OpenID
-Connect provider (tests/peers/oidc), an OpenLDAP server (tests/peers/ldap) and Pebble, an ACME
-server (tests/peers/pebble). Plain functions and
+Connect provider (tests/peers/oidc), an OpenLDAP server (tests/peers/ldap), and Pebble, an ACME
+server, with the DNS server it resolves through (tests/peers/pebble). Plain functions and
 objects: the tests own the fixtures, the network and the cleanup (`remove()`)."""
 
 import functools
@@ -44,11 +44,11 @@ class Peer:
         docker("rm", "-f", "-v", self.name, check=False)
 
 
-def _start(image: str, network: str, name: str, alias: str, *run_args: str) -> str:
+def _start(image: str, network: str, name: str, alias: str, *run_args: str, command: tuple[str, ...] = ()) -> str:
     """Starts a peer detached and returns its IP on `network`."""
     build_images()
     docker("rm", "-f", "-v", name, check=False)  # a leftover of an interrupted run
-    docker("run", "-d", "--name", name, "--network", network, "--network-alias", alias, *run_args, image)
+    docker("run", "-d", "--name", name, "--network", network, "--network-alias", alias, *run_args, image, *command)
     return docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}', name)
 
 
@@ -157,16 +157,63 @@ def start_ldap(network: str, name: str, alias: str = "ldap", timeout: float = 60
 
 
 @dataclass
+class DNSServer(Peer):
+    """pebble-challtestsrv: a DNS server on `port` 8053 that answers every A question with `address`
+    (none for AAAA) and the TXT records set through its HTTP API (`api`)."""
+
+    api: str = ""
+    port: int = 8053
+
+
+def start_challtestsrv(network: str, name: str, address: str, alias: str = "challtestsrv", timeout: float = 60) -> DNSServer:
+    # Its own challenge servers off: Traefik answers the challenges.
+    command = ("-defaultIPv4", address, "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "",
+               "-doh", "", "-dns01", ":8053", "-management", ":8055")
+    server = DNSServer(name, _start(PEBBLE_IMAGE, network, name, alias, "--entrypoint", "pebble-challtestsrv",
+                                    command=command))
+    server.api = f"http://{server.ip}:8055"
+
+    def ready() -> bool:
+        try:
+            return _direct().post(f"{server.api}/clear-txt", json={"host": "ready."}, timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    _wait(server, ready, timeout)
+    return server
+
+
+def start_httpreq_adapter(network: str, name: str, image: str, dns: DNSServer, alias: str = "httpreq",
+                          timeout: float = 60) -> Peer:
+    """lego's httpreq DNS provider's endpoint, http://<alias>:8080, setting the TXT records in `dns`
+    (tests/peers/pebble/httpreq.py, run by `image`, which has Python)."""
+    script = REPO / "tests/peers/pebble/httpreq.py"
+    adapter = Peer(name, _start(image, network, name, alias, "-v", f"{script}:/httpreq.py:ro", "--entrypoint", "python3",
+                                command=("/httpreq.py", dns.api)))
+
+    def ready() -> bool:
+        try:
+            _direct().get(f"http://{adapter.ip}:8080/", timeout=2)  # any answer will do: it takes POSTs only
+            return True
+        except requests.RequestException:
+            return False
+
+    _wait(adapter, ready, timeout)
+    return adapter
+
+
+@dataclass
 class Pebble(Peer):
     """Pebble's ACME directory at `directory` (HTTPS, by a certificate signed by the test's CA). It
-    validates http-01 on port 80 and tls-alpn-01 on 443 of whatever Docker's DNS gives for a name,
-    and issues from a root made at its start (`root_pem`)."""
+    resolves names through `dns`, validates http-01 and tls-alpn-01 on `ports` (http, https) of the
+    address it gets, dns-01 by the TXT record, and issues from a root made at its start (`root_pem`)."""
 
     directory: str = ""
     root_pem: str = ""
 
 
-def start_pebble(network: str, name: str, config_dir, ca_cert, ca_key, alias: str = "pebble", timeout: float = 60) -> Pebble:
+def start_pebble(network: str, name: str, config_dir, ca_cert, ca_key, dns: DNSServer, ports: tuple[int, int] = (80, 443),
+                 alias: str = "pebble", timeout: float = 60) -> Pebble:
     """config_dir receives Pebble's config and its HTTPS certificate (for `alias`, by the test CA)."""
     import pki  # only this peer needs a certificate made by the test
 
@@ -176,9 +223,10 @@ def start_pebble(network: str, name: str, config_dir, ca_cert, ca_key, alias: st
     (config_dir / "pebble-config.json").write_text(json.dumps({"pebble": {
         "listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
         "certificate": "/etc/pebble/cert.pem", "privateKey": "/etc/pebble/key.pem",
-        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False,
+        "httpPort": ports[0], "tlsPort": ports[1], "ocspResponderURL": "", "externalAccountBindingRequired": False,
     }}))
-    peer = Pebble(name, _start(PEBBLE_IMAGE, network, name, alias, "-v", f"{config_dir}:/etc/pebble:ro"))
+    peer = Pebble(name, _start(PEBBLE_IMAGE, network, name, alias, "-v", f"{config_dir}:/etc/pebble:ro",
+                               command=("-config", "/etc/pebble/pebble-config.json", "-dnsserver", f"{dns.ip}:{dns.port}")))
     peer.directory = f"https://{alias}:14000/dir"
 
     def ready() -> bool:

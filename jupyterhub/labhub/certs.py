@@ -1,6 +1,7 @@
 """The certificate LabHub serves (LABHUB_TLS): the lab's own (secret/tls/tls.crt + tls.key, checked
 before anything serves it), one issued by a local LabHub CA (secret/labhub-ca.crt, which users
-trust once; renewed before expiry), or one Traefik gets by ACME (nothing kept in secret/)."""
+trust once; renewed before expiry), or one Traefik gets by ACME (nothing kept in secret/ but, for
+dns-01, the DNS provider's credentials in secret/acme-dns.env)."""
 
 import datetime
 import ipaddress
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .files import write_atomic
-from .settings import Settings, SettingError
+from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError
 
 CA_NAME = "LabHub local CA"
 LEAF_DAYS = 365
@@ -27,6 +28,7 @@ class TlsFiles:
         self.key = secret_dir / "tls" / "tls.key"
         self.ca_cert = secret_dir / "labhub-ca.crt"
         self.ca_key = secret_dir / "labhub-ca.key"
+        self.acme_dns_env = secret_dir / ACME_DNS_ENV
 
     def shown(self, path: Path) -> str:
         """The path as the admin sees it, relative to the repo."""
@@ -192,6 +194,15 @@ class _Provided:
         self.summary = f"lab certificate for {', '.join(_dns_names(leaf))} valid until {leaf.not_valid_after_utc:%Y-%m-%d}"
 
 
+def _check_acme(files: TlsFiles, s: Settings) -> None:
+    """dns-01 needs the DNS provider's credentials; which ones, only lego knows (labhub check names
+    those it missed, from Traefik's log)."""
+    if s.acme_challenge == "dns-01" and not files.acme_dns_env.is_file():
+        raise SettingError(f"{files.shown(files.acme_dns_env)}: missing, yet LABHUB_ACME_CHALLENGE=dns-01; put the "
+                           f"credentials of LABHUB_ACME_DNS_PROVIDER={s.acme_dns_provider} there, one VARIABLE=value "
+                           f"a line, as {LEGO_DNS_PROVIDERS}{s.acme_dns_provider}/ names them")
+
+
 def mode(secret_dir: Path, s: Settings) -> str:
     """provided, self-signed or acme: LABHUB_TLS, with auto resolved by what secret/tls/ holds."""
     files = TlsFiles(secret_dir)
@@ -207,10 +218,12 @@ def mode(secret_dir: Path, s: Settings) -> str:
 def ensure_certificate(secret_dir: Path, s: Settings) -> list[str]:
     """Makes sure the certificate LabHub is to serve is there and sound: checks the lab's, makes or
     renews the self-made one. Returns what it did, then any warnings; refuses with SettingError."""
-    files, hostname, names = TlsFiles(secret_dir), s.hostname, served_names(s)
+    files, names = TlsFiles(secret_dir), served_names(s)
     chosen = mode(secret_dir, s)
     if chosen == "acme":
-        return [f"Traefik gets the certificate for {hostname} from {s.acme_server} ({s.acme_challenge})"]
+        _check_acme(files, s)
+        how = s.acme_challenge + (f" through {s.acme_dns_provider}" if s.acme_dns_provider else "")
+        return [f"Traefik gets the certificate for {', '.join(names)} from {s.acme_server} ({how})"]
     if chosen == "provided":
         provided = _Provided(files, s)
         return [provided.summary, *provided.warnings]
@@ -236,7 +249,10 @@ def problems(secret_dir: Path, s: Settings) -> list[str]:
     """What is wrong with the certificate LabHub would serve, one line each; nothing is made."""
     files = TlsFiles(secret_dir)
     try:
-        if mode(secret_dir, s) != "provided":
+        chosen = mode(secret_dir, s)
+        if chosen == "acme":
+            _check_acme(files, s)
+        if chosen != "provided":
             return []  # self-made ones are (re)made as needed; ACME is Traefik's
         return _Provided(files, s).warnings
     except SettingError as error:

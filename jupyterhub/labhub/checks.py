@@ -4,12 +4,15 @@ host folders, GPUs, user images), but collects every problem instead of stopping
 `labhub setup` and the hub run the same checks at each start.
 
 Grouped by what they need: settings, logins and secret/ (the setup step refuses to start on these),
-the admin's copies of the templates, the Docker engine (the hub logs these at start), and the host's
-ports (the admin command only: a running LabHub holds its own).
+the admin's copies of the templates, the Docker engine (the hub logs these at start), the host's
+ports (the admin command only: a running LabHub holds its own), and what Traefik's ACME client
+refused (only Traefik knows).
 """
 
+import datetime
 import fnmatch
 import importlib.metadata
+import re
 import stat
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +23,7 @@ from docker.errors import APIError
 
 from . import auth, context, images, resources, settings, siteconfig, swarm
 from .context import EngineFacts
-from .settings import Settings, SettingError, fail
+from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError, fail
 from .stack import Stack
 
 # Docker Engine 20.10 speaks API 1.41: GPU device requests, the mount options and the compose
@@ -30,6 +33,12 @@ MIN_DOCKER_API = (1, 41)
 PUBLIC_SECRETS = ("*.crt", "README.md")
 # What the shared folder needs (host-setup makes it 2770): setgid, and rwx for its group.
 SHARED_DIR_MODE = 0o2770
+# lego's words (Traefik's ACME client) when it cannot set the DNS provider up: a code this Traefik does
+# not know, or credentials missing from secret/acme-dns.env. Traefik logs them when it first asks for
+# the certificate, seconds after its start; only its log since then is read (the access log follows).
+LEGO_UNKNOWN_PROVIDER = re.compile(r"unrecognized DNS provider: ([a-z0-9-]+)")
+LEGO_MISSING_CREDENTIALS = re.compile(r"([a-z0-9-]+): (some credentials information are missing: [^\"\n]*)")
+ACME_START_SECONDS = 600
 
 
 def _collected(check, *args) -> list[str]:
@@ -187,3 +196,28 @@ def user_host_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -
     return [str(fail("USER_SUBDOMAINS", f"users' servers are at <user>.{s.hostname}, but {probe} {found}",
                      f"add a wildcard DNS record *.{s.hostname} for the address of {s.hostname} "
                      f"(e.g. `*.{s.hostname}. CNAME {s.hostname}.`)"))]
+
+
+def lego_refusals(log: str, s: Settings) -> list[str]:
+    """One line for each thing lego refused in the DNS provider's setup, in a log of Traefik's."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)  # Traefik colours its log
+    problems = [str(fail("ACME_DNS_PROVIDER", f"Traefik's ACME client (lego) knows no DNS provider {code!r}",
+                         f"set its code from {LEGO_DNS_PROVIDERS}"))
+                for code in LEGO_UNKNOWN_PROVIDER.findall(log) if code == s.acme_dns_provider]
+    problems += [f"secret/{ACME_DNS_ENV}: lego says of {code}: {missing}; add them as {LEGO_DNS_PROVIDERS}{code}/ "
+                 "names them, then `docker compose up -d`"
+                 for code, missing in LEGO_MISSING_CREDENTIALS.findall(log) if code == s.acme_dns_provider]
+    return list(dict.fromkeys(problems))
+
+
+def acme_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+    """With dns-01, what lego refused at Traefik's start: only the Traefik that runs knows which
+    providers its lego has and what each needs. Changing either recreates Traefik, so what it said
+    since its start is about the present ones."""
+    if s.tls != "acme" or s.acme_challenge != "dns-01":
+        return []
+    log = ""
+    for container in stack.service_containers(engine, "proxy"):
+        started = int(datetime.datetime.fromisoformat(container.attrs["State"]["StartedAt"][:19] + "+00:00").timestamp())
+        log += container.logs(since=started, until=started + ACME_START_SECONDS).decode(errors="replace")
+    return lego_refusals(log, s)

@@ -34,22 +34,36 @@ POLL_SECONDS = 1.0
 RECHECK_SECONDS = 3600.0  # renews a self-made certificate / repeats expiry warnings while running
 
 
+def _acme_challenge(s: Settings) -> str:
+    """Traefik's table for LABHUB_ACME_CHALLENGE; dns-01's provider reads its credentials from
+    Traefik's environment (secret/acme-dns.env)."""
+    table = "  [certificatesResolvers.acme.acme.{}]\n"
+    if s.acme_challenge == "http-01":
+        return table.format("httpChallenge") + '    entryPoint = "web"\n'
+    if s.acme_challenge == "tls-alpn-01":
+        return table.format("tlsChallenge")
+    return table.format("dnsChallenge") + f"    provider = {json.dumps(s.acme_dns_provider)}\n"
+
+
 def static_config(reverse_proxy_dir: Path, s: Settings) -> str:
     text = settings.site_or_template(reverse_proxy_dir / STATIC_FILE).read_text()
     tls = "\n# From .env (LABHUB_TLS): every router on websecure serves TLS.\n[entryPoints.websecure.http.tls]\n"
     if s.tls == "acme":
-        tls += f'  certResolver = "acme"\n  [[entryPoints.websecure.http.tls.domains]]\n    main = {json.dumps(s.hostname)}\n'
+        # One certificate for every name served (with LABHUB_USER_SUBDOMAINS, *.HOSTNAME too).
+        main, *sans = certs.served_names(s)
+        tls += f'  certResolver = "acme"\n  [[entryPoints.websecure.http.tls.domains]]\n    main = {json.dumps(main)}\n'
+        tls += f"    sans = {json.dumps(sans)}\n" if sans else ""
         tls += (f"[certificatesResolvers.acme.acme]\n  email = {json.dumps(s.acme_email)}\n"
                 f"  caServer = {json.dumps(s.acme_server)}\n  storage = \"/etc/labhub-acme/acme.json\"\n")
-        tls += ('  [certificatesResolvers.acme.acme.httpChallenge]\n    entryPoint = "web"\n' if s.acme_challenge == "http-01"
-                else "  [certificatesResolvers.acme.acme.tlsChallenge]\n")
+        tls += _acme_challenge(s)
     return text + tls
 
 
 def static_fingerprint(s: Settings) -> str:
     """The settings Traefik's static configuration is made from, as Traefik's start compares them
     (in lower case: the settings are read so, and compose hands Traefik the values as written)."""
-    return f"tls={s.tls} hostname={s.hostname} acme={s.acme_server} {s.acme_challenge}".lower()
+    return (f"tls={s.tls} hostname={s.hostname} subdomains={s.user_subdomains} "
+            f"acme={s.acme_server} {s.acme_challenge} {s.acme_dns_provider}").lower()
 
 
 def tls_config(secret_dir: Path, s: Settings) -> str:

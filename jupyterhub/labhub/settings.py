@@ -25,7 +25,11 @@ DATABASE = DATA_DIR / "jupyterhub.sqlite"
 SITE_DIR = Path("/srv/labhub")  # the whole LabHub folder, for the admin command only
 
 TLS_MODES = ("auto", "provided", "self-signed", "acme")
-ACME_CHALLENGES = ("http-01", "tls-alpn-01")
+ACME_CHALLENGES = ("http-01", "tls-alpn-01", "dns-01")
+# dns-01: lego (Traefik's ACME client) lists the DNS providers' codes and the credentials each needs,
+# which the admin puts in secret/acme-dns.env, given to Traefik alone (docker-compose.yml).
+LEGO_DNS_PROVIDERS = "https://go-acme.github.io/lego/dns/"
+ACME_DNS_ENV = "acme-dns.env"
 AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
 USER_ID_MODES = ("shared", "per-user")
 GPU_MODES = ("auto", "on", "off")
@@ -82,6 +86,13 @@ class _Reader:
 
     def domain(self, name: str) -> str:
         return self.raw[name].lower().lstrip("@")
+
+    def code(self, name: str) -> str:
+        """A code as lego names its DNS providers (lower case); which codes exist is Traefik's to say."""
+        value = self.raw[name].lower()
+        if value and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise fail(name, f"{self.raw[name]!r} is not a DNS provider's code", f"write it as {LEGO_DNS_PROVIDERS} does, e.g. cloudflare")
+        return value
 
     def choice(self, name: str, choices, what: str) -> str:
         value = self.raw[name].lower()
@@ -208,8 +219,11 @@ class Settings:
     acme_email: str = _row("", "acme: contact e-mail for the certificate authority (expiry notices)", _Reader.text)
     acme_server: str = _row("https://acme-v02.api.letsencrypt.org/directory", "acme: the certificate authority's directory URL",
                             _Reader.url)
-    acme_challenge: str = _row("http-01", "acme: how the host proves it is reachable: " + ", ".join(ACME_CHALLENGES),
+    acme_challenge: str = _row("http-01", "acme: how the authority checks the name is the lab's: " + ", ".join(ACME_CHALLENGES) +
+                               " (port 80, port 443, a DNS record; USER_SUBDOMAINS needs dns-01)",
                                _Reader.choice, ACME_CHALLENGES, "challenge")
+    acme_dns_provider: str = _row("", "acme with dns-01: code of the DNS provider that holds HOSTNAME's records, as lego "
+                                      f"names it (e.g. cloudflare); its credentials go in secret/{ACME_DNS_ENV}", _Reader.code)
     hub_ssl: bool = _row("false", "true: no Traefik, the hub serves TLS itself on HTTPS_PORT (docker-compose.hub-ssl.yml sets it)",
                          _Reader.flag)
     auth: str = _row("native", "login method: " + ", ".join(AUTH_METHODS), _Reader.choice, AUTH_METHODS, "login method")
@@ -316,9 +330,10 @@ def _check_subdomains(s: Settings) -> None:
     if s.hub_ssl:
         raise fail("USER_SUBDOMAINS", "not available in hub-direct mode (docker-compose.hub-ssl.yml)",
                    "start with docker-compose.yml alone, or set it to false")
-    if s.tls == "acme":
-        raise fail("USER_SUBDOMAINS", "acme's http-01 and tls-alpn-01 cannot certify *.HOSTNAME",
-                   "use the lab's own wildcard certificate (LABHUB_TLS=provided) or LabHub's (self-signed), or set it to false")
+    if s.tls == "acme" and s.acme_challenge != "dns-01":
+        raise fail("USER_SUBDOMAINS", f"acme's {s.acme_challenge} cannot certify *.HOSTNAME (only dns-01 can)",
+                   "set LABHUB_ACME_CHALLENGE=dns-01 and LABHUB_ACME_DNS_PROVIDER (README: HTTPS), use the lab's own "
+                   "wildcard certificate (LABHUB_TLS=provided) or LabHub's (self-signed), or set it to false")
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -340,6 +355,12 @@ def load(environ: dict[str, str] | None = None) -> Settings:
             raise fail("HOSTNAME", f"acme cannot certify {s.hostname!r}", "set the host's public DNS name")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", s.acme_email):
             raise fail("ACME_EMAIL", f"{s.acme_email!r} is not an e-mail address", "set the admin's, e.g. it-lab@example.edu")
+        if s.acme_challenge == "dns-01" and not s.acme_dns_provider:
+            raise fail("ACME_DNS_PROVIDER", "dns-01 needs the DNS provider that holds the host name's records",
+                       f"set its code from {LEGO_DNS_PROVIDERS}, e.g. cloudflare (its credentials go in secret/{ACME_DNS_ENV})")
+        if s.acme_dns_provider and s.acme_challenge != "dns-01":
+            raise fail("ACME_DNS_PROVIDER", f"only used by dns-01, but LABHUB_ACME_CHALLENGE is {s.acme_challenge}",
+                       "set LABHUB_ACME_CHALLENGE=dns-01 too, or leave it empty")
     if s.user_subdomains:
         _check_subdomains(s)
     if not s.admin_users:

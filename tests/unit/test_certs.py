@@ -143,6 +143,23 @@ def test_acme_mode_keeps_nothing_in_secret(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_acme_by_dns_01_needs_the_providers_credentials_in_secret(tmp_path):
+    s = site("lab.example.edu", tls="acme", acme_email="it@example.edu", acme_challenge="dns-01",
+             acme_dns_provider="cloudflare", user_subdomains="true")
+    missing = ("secret/acme-dns.env: missing, yet LABHUB_ACME_CHALLENGE=dns-01; put the credentials of "
+               "LABHUB_ACME_DNS_PROVIDER=cloudflare there, one VARIABLE=value a line, as "
+               "https://go-acme.github.io/lego/dns/cloudflare/ names them")
+    with pytest.raises(SettingError) as e:
+        certs.ensure_certificate(tmp_path, s)
+    assert str(e.value) == missing
+    assert certs.problems(tmp_path, s) == [missing]
+    (tmp_path / "acme-dns.env").write_text("CF_DNS_API_TOKEN=t0ken\n")
+    assert certs.ensure_certificate(tmp_path, s) == [
+        "Traefik gets the certificate for lab.example.edu, *.lab.example.edu from "
+        "https://acme-v02.api.letsencrypt.org/directory (dns-01 through cloudflare)"]
+    assert certs.problems(tmp_path, s) == []
+
+
 def test_problems_lists_without_making_anything(tmp_path):
     assert certs.problems(tmp_path, site("lab.example.edu")) == []
     assert not any(tmp_path.iterdir())

@@ -107,3 +107,31 @@ def test_shared_folder_needs_setgid_and_group_write(monkeypatch, mode, ok):
     assert (problems == []) == ok
     if not ok:
         assert problems[0].startswith("LABHUB_SHARED_DIR: /data/shared has mode") and "./host-setup shared-folder" in problems[0]
+
+
+# Traefik's log line when its ACME client cannot set the DNS provider up (colours and all).
+TRAEFIK_ACME_ERROR = ("\x1b[90m2026-12-05T08:29:17Z\x1b[0m \x1b[31mERR\x1b[0m \x1b[1mUnable to obtain ACME certificate for "
+                      "domains\x1b[0m \x1b[36merror=\x1b[0m\x1b[31m\x1b[1m\"cannot get ACME client {}\"\x1b[0m\x1b[0m "
+                      "\x1b[36mACME CA=\x1b[0mhttps://pebble:14000/dir \x1b[36mdomains=\x1b[0m[\"lab.test\",\"*.lab.test\"] "
+                      "\x1b[36mproviderName=\x1b[0macme.acme\n")
+
+
+def test_what_lego_refused_in_traefiks_log_is_one_line_naming_the_setting_or_secret():
+    def dns_01(provider):
+        return settings.load({"LABHUB_TLS": "acme", "LABHUB_HOSTNAME": "lab.test", "LABHUB_ACME_EMAIL": "it@lab.test",
+                              "LABHUB_ACME_CHALLENGE": "dns-01", "LABHUB_ACME_DNS_PROVIDER": provider})
+
+    unknown = TRAEFIK_ACME_ERROR.format("unrecognized DNS provider: cloudflair") * 2  # at every attempt
+    assert checks.lego_refusals(unknown, dns_01("cloudflair")) == [
+        "LABHUB_ACME_DNS_PROVIDER: Traefik's ACME client (lego) knows no DNS provider 'cloudflair'; set its code "
+        "from https://go-acme.github.io/lego/dns/ (in .env, see .env.template)"]
+    missing = TRAEFIK_ACME_ERROR.format("cloudflare: some credentials information are missing: CF_API_EMAIL,CF_API_KEY or "
+                                        "some credentials information are missing: CF_DNS_API_TOKEN,CF_ZONE_API_TOKEN")
+    assert checks.lego_refusals(missing, dns_01("cloudflare")) == [
+        "secret/acme-dns.env: lego says of cloudflare: some credentials information are missing: CF_API_EMAIL,CF_API_KEY "
+        "or some credentials information are missing: CF_DNS_API_TOKEN,CF_ZONE_API_TOKEN; add them as "
+        "https://go-acme.github.io/lego/dns/cloudflare/ names them, then `docker compose up -d`"]
+    # Nothing refused, or refused of another provider than the one set now.
+    assert checks.lego_refusals(unknown + missing, dns_01("route53")) == []
+    assert checks.lego_refusals(TRAEFIK_ACME_ERROR.format("get directory at 'https://pebble:14000/dir': timeout"),
+                                dns_01("cloudflare")) == []

@@ -54,7 +54,10 @@ def test_neither_traefik_nor_chp_depends_on_what_upgrades_recreate():
 
 
 @pytest.mark.parametrize("env", [{}, {"LABHUB_TLS": "ACME", "LABHUB_HOSTNAME": "Lab.Example.EDU",
-                                     "LABHUB_ACME_EMAIL": "it@example.edu", "LABHUB_ACME_CHALLENGE": "TLS-ALPN-01"}])
+                                     "LABHUB_ACME_EMAIL": "it@example.edu", "LABHUB_ACME_CHALLENGE": "TLS-ALPN-01"},
+                                  {"LABHUB_TLS": "acme", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_ACME_EMAIL": "it@example.edu",
+                                   "LABHUB_ACME_CHALLENGE": "dns-01", "LABHUB_ACME_DNS_PROVIDER": "Cloudflare",
+                                   "LABHUB_USER_SUBDOMAINS": "True"}])
 def test_traefik_waits_for_the_static_configuration_of_its_own_settings(env):
     """Traefik's start compares what proxy-config published with its own settings: the same line,
     however the admin wrote the values."""
@@ -67,3 +70,10 @@ def test_traefik_waits_for_the_static_configuration_of_its_own_settings(env):
 
     traefiks = re.sub(r"\$\$(LABHUB_\w+)", lambda m: value(m[1]), template).lower()
     assert traefiks == proxy.static_fingerprint(settings.load(env))
+
+
+def test_only_traefik_gets_the_dns_providers_credentials():
+    """secret/acme-dns.env (LABHUB_ACME_CHALLENGE=dns-01), where labhub setup looks for it."""
+    env_file = {"path": f"secret/{settings.ACME_DNS_ENV}", "required": False}
+    assert SERVICES["proxy"]["env_file"] == [env_file]
+    assert not [name for name, service in SERVICES.items() if name != "proxy" and env_file in service.get("env_file", [])]

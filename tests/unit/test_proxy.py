@@ -3,6 +3,7 @@ LABHUB_USER_SUBDOMAINS each user's servers on a host of their own and the hub's 
 
 import re
 import tomllib
+from pathlib import Path
 
 from traitlets.config import Config
 
@@ -11,6 +12,8 @@ from labhub import hub, proxy, settings
 from contexts import hub_context
 
 HOST = "lab.example.edu"
+REVERSE_PROXY = Path(__file__).parents[2] / "reverse-proxy"
+ACME = {"LABHUB_HOSTNAME": HOST, "LABHUB_TLS": "acme", "LABHUB_ACME_EMAIL": "it@example.edu"}
 
 
 def routers(s) -> dict[str, dict]:
@@ -68,3 +71,28 @@ def test_the_hub_puts_users_on_their_hosts_with_cookies_no_user_site_can_set():
     c = Config()
     hub.configure_hub(c, hub_context())
     assert c.JupyterHub.subdomain_host == "" and c.JupyterHub.cookie_host_prefix_enabled is False
+
+
+def static(env) -> dict:
+    return tomllib.loads(proxy.static_config(REVERSE_PROXY, settings.load(env)))
+
+
+def test_traefik_asks_for_the_hosts_certificate_by_the_chosen_challenge():
+    config = static({**ACME, "LABHUB_ACME_CHALLENGE": "tls-alpn-01"})
+    assert config["entryPoints"]["websecure"]["http"]["tls"] == {"certResolver": "acme", "domains": [{"main": HOST}]}
+    resolver = config["certificatesResolvers"]["acme"]["acme"]
+    assert resolver["email"] == "it@example.edu" and resolver["storage"] == "/etc/labhub-acme/acme.json"
+    assert resolver["tlsChallenge"] == {} and "httpChallenge" not in resolver and "dnsChallenge" not in resolver
+    assert static(ACME)["certificatesResolvers"]["acme"]["acme"]["httpChallenge"] == {"entryPoint": "web"}
+    assert "certificatesResolvers" not in static({"LABHUB_HOSTNAME": HOST})
+
+
+def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_host_and_every_users_host():
+    config = static({**ACME, "LABHUB_ACME_CHALLENGE": "dns-01", "LABHUB_ACME_DNS_PROVIDER": "route53",
+                     "LABHUB_USER_SUBDOMAINS": "true"})
+    assert config["entryPoints"]["websecure"]["http"]["tls"]["domains"] == [{"main": HOST, "sans": [f"*.{HOST}"]}]
+    resolver = config["certificatesResolvers"]["acme"]["acme"]
+    assert resolver["dnsChallenge"] == {"provider": "route53"} and "httpChallenge" not in resolver
+    # The host alone without LABHUB_USER_SUBDOMAINS.
+    assert static({**ACME, "LABHUB_ACME_CHALLENGE": "dns-01", "LABHUB_ACME_DNS_PROVIDER": "route53"})[
+        "entryPoints"]["websecure"]["http"]["tls"]["domains"] == [{"main": HOST}]

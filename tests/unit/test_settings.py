@@ -88,6 +88,9 @@ def test_compose_defaults_agree_with_the_table(name):
         assert 'LABHUB_HUB_SSL: "true"' in text  # what MODE_DEFAULTS relies on
 
 
+ACME = {"LABHUB_TLS": "acme", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_ACME_EMAIL": "it@example.edu"}
+
+
 @pytest.mark.parametrize("env,expected", [
     ({"LABHUB_USER_SUBDOMAINS": "true"}, "LABHUB_USER_SUBDOMAINS: user servers need names under LABHUB_HOSTNAME, but "
                                          "'localhost' has none a certificate can cover (browsers refuse *.localhost); set "
@@ -95,11 +98,38 @@ def test_compose_defaults_agree_with_the_table(name):
     ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "10.1.2.3"}, "LABHUB_USER_SUBDOMAINS: user servers need names"),
     ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_HUB_SSL": "true"},
      "LABHUB_USER_SUBDOMAINS: not available in hub-direct mode"),
-    ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_TLS": "acme",
-      "LABHUB_ACME_EMAIL": "it@example.edu"}, "LABHUB_USER_SUBDOMAINS: acme's http-01 and tls-alpn-01 cannot certify"),
+    ({"LABHUB_USER_SUBDOMAINS": "true", **ACME}, "LABHUB_USER_SUBDOMAINS: acme's http-01 cannot certify *.HOSTNAME "
+                                                 "(only dns-01 can); set LABHUB_ACME_CHALLENGE=dns-01 and LABHUB_ACME_DNS_PROVIDER"),
+    ({"LABHUB_USER_SUBDOMAINS": "true", **ACME, "LABHUB_ACME_CHALLENGE": "tls-alpn-01"},
+     "LABHUB_USER_SUBDOMAINS: acme's tls-alpn-01 cannot certify *.HOSTNAME"),
 ])
 def test_user_subdomains_need_a_domain_traefik_and_a_certificate_that_can_cover_them(env, expected):
     with pytest.raises(SettingError) as e:
         settings.load(env)
     assert str(e.value).startswith(expected) and "\n" not in str(e.value)
     assert settings.load({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.localhost"}).user_subdomains
+
+
+def test_user_subdomains_get_their_certificate_by_acme_with_dns_01():
+    s = settings.load({"LABHUB_USER_SUBDOMAINS": "true", **ACME, "LABHUB_ACME_CHALLENGE": "DNS-01",
+                       "LABHUB_ACME_DNS_PROVIDER": "Cloudflare"})
+    assert (s.user_subdomains, s.acme_challenge, s.acme_dns_provider) == (True, "dns-01", "cloudflare")
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"LABHUB_ACME_CHALLENGE": "dns-01"},
+     "LABHUB_ACME_DNS_PROVIDER: dns-01 needs the DNS provider that holds the host name's records; set its code from "
+     "https://go-acme.github.io/lego/dns/, e.g. cloudflare (its credentials go in secret/acme-dns.env)"),
+    ({"LABHUB_ACME_DNS_PROVIDER": "cloudflare"},
+     "LABHUB_ACME_DNS_PROVIDER: only used by dns-01, but LABHUB_ACME_CHALLENGE is http-01; "
+     "set LABHUB_ACME_CHALLENGE=dns-01 too, or leave it empty"),
+    ({"LABHUB_ACME_CHALLENGE": "dns-01", "LABHUB_ACME_DNS_PROVIDER": "Cloud Flare"},
+     "LABHUB_ACME_DNS_PROVIDER: 'Cloud Flare' is not a DNS provider's code; write it as "
+     "https://go-acme.github.io/lego/dns/ does, e.g. cloudflare"),
+    ({"LABHUB_ACME_CHALLENGE": "dns01"}, "LABHUB_ACME_CHALLENGE: unknown challenge 'dns01'; set it to one of "
+                                         "http-01, tls-alpn-01, dns-01"),
+])
+def test_dns_01_needs_the_dns_provider_and_only_it_takes_one(env, expected):
+    with pytest.raises(SettingError) as e:
+        settings.load({**ACME, **env})
+    assert str(e.value) == expected + " (in .env, see .env.template)"
