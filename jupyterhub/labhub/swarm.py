@@ -294,7 +294,7 @@ def container_options(host_config: dict) -> dict:
     anything else a service cannot carry is refused, never dropped."""
     host_config = dict(host_config)
     options = {"cap_drop": host_config.pop("cap_drop", None), "cap_add": host_config.pop("cap_add", None),
-               "groups": host_config.pop("group_add", None)}
+               "groups": host_config.pop("group_add", None), "sysctls": host_config.pop("sysctls", None)}
     host_config.pop("pids_limit", None)  # a task resource limit (create_object)
     security = host_config.pop("security_opt", [])
     unknown = [opt for opt in security if opt.split(":")[0].split("=")[0] != "no-new-privileges"] + sorted(host_config)

@@ -41,10 +41,11 @@ def test_the_confinement_of_one_machine_becomes_the_services(user, sudo):
     s = load(sudo_users="root-ish" if sudo else "")
     # What the hub's steps merge for one server: labhub.containers', and the shared folder's group.
     options = swarm.container_options(hooks.merged(containers.host_config(s, user), {"group_add": ["100"]}))
+    ports = {"sysctls": containers.PRIVILEGED_PORTS}
     if sudo:
-        assert options == {"cap_drop": ["NET_RAW", "MKNOD"], "groups": [containers.SUDO_GID, "100"]}
+        assert options == {"cap_drop": ["NET_RAW", "MKNOD"], "groups": [containers.SUDO_GID, "100"], **ports}
     else:
-        assert options == {"cap_drop": ["ALL"], "privileges": {"NoNewPrivileges": True}, "groups": ["100"]}
+        assert options == {"cap_drop": ["ALL"], "privileges": {"NoNewPrivileges": True}, "groups": ["100"], **ports}
 
 
 def test_host_config_a_service_cannot_carry_is_refused_not_dropped():
