@@ -124,6 +124,18 @@ def test_the_routing_proxy_serves_only_where_traefik_reaches_it_and_its_api_is_a
         assert not [m for m in mounts if "proxy-api" in (m.get("Name") or "")], mounts
 
 
+def test_a_server_sees_of_the_sites_files_only_bootstrap_and_welcome(stack, two_users):
+    """jupyterhub_config.d/ is where the README sends LDAP passwords and service tokens."""
+    site = stack.dir / "jupyterhub/context/jupyterhub_config.d/site.py"
+    site.write_text("# c.LDAPAuthenticator.lookup_dn_search_password = 'Not-For-Users-4f1c'\n")
+    try:
+        a = stack.user_container("alba")
+        assert harness.docker("exec", a, "ls", "-A", "/opt/labhub/context").split() == ["bootstrap.sh", "welcome"]
+        assert harness.docker("exec", a, "grep", "-rl", "Not-For-Users-4f1c", "/opt/labhub", check=False) == ""
+    finally:
+        site.unlink()
+
+
 def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
     alba, bruno = two_users
     # API tokens live 30 days at most.
