@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import docker
 
 from . import hooks
-from .network import WAIT_FOR_GUARD
+from .guard import WAIT as WAIT_FOR_GUARD
 from .settings import CONTEXT_DIR
 from .userenv import OLDER_PYTHON_NOTICE, SERVER
 
@@ -38,7 +38,7 @@ mv /homes/{SITE_COPY}.new /homes/{SITE_COPY}
 rm -rf /homes/{SITE_COPY}.old
 """
 
-# After the network guard (labhub.network) and the notice of packages installed for an older Python
+# After the network guard (labhub.guard) and the notice of packages installed for an older Python
 # (labhub.userenv), runs bootstrap.sh unless it already ran for this home. A marker, not missing
 # files, decides: what the user deletes stays deleted. A failure is logged and left in the home for
 # the user to see; the server starts either way, and it runs again at the next start.

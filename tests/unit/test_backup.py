@@ -14,7 +14,8 @@ from labhub import backup, settings
 from labhub.settings import SettingError
 from labhub.stack import Stack
 
-STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
+              context_dir="/lab/jupyterhub/context")
 
 
 def engine(volumes=(), running=()):
