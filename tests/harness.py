@@ -222,8 +222,8 @@ class Watch(threading.Thread):
 
 
 def native_user(deployment: "Deployment", admin: "HubClient", user: str, password: str = "Lab-Notebook-2026") -> "HubClient":
-    """A new user of a native-login deployment: signed up, approved by the admin, logged in."""
-    client = HubClient(deployment)
+    """A new user of a native-login deployment (at the admin's host): signed up, approved by the admin, logged in."""
+    client = HubClient(deployment, admin.user_subdomains_of)
     client.sign_up(user, password)
     admin.http.get(admin.url("/hub/authorize/" + quote(user, safe=""))).raise_for_status()
     landed = client.login(user, password)
@@ -236,11 +236,13 @@ class KernelDied(Exception):
 
 
 class HubClient:
-    """A logged-in user, through Traefik over HTTPS."""
+    """A logged-in user, through Traefik over HTTPS. With user_subdomains_of (LABHUB_USER_SUBDOMAINS),
+    the hub is at that host name, and each user's servers at <user>.<that host name>."""
 
-    def __init__(self, deployment: Deployment):
+    def __init__(self, deployment: Deployment, user_subdomains_of: str = ""):
         self.deployment = deployment
-        self.base = deployment.url
+        self.user_subdomains_of = user_subdomains_of
+        self.base = deployment.url.replace("//localhost", f"//{user_subdomains_of}") if user_subdomains_of else deployment.url
         self.http = deployment.session()
         self.user = None
         self.server = ""  # "" is the user's default server; else a named one
@@ -258,6 +260,8 @@ class HubClient:
         return other
 
     def url(self, path: str) -> str:
+        if self.user_subdomains_of and path.startswith("/user/"):
+            return self.base.replace("//", f"//{self.user}.", 1) + path
         return self.base + path
 
     def xsrf_headers(self) -> dict:
@@ -347,6 +351,9 @@ class HubClient:
         return self.http.get(self.url(self.server_path + "lab"))
 
     def _server_xsrf(self) -> str | None:
+        if self.user_subdomains_of:  # on the user's own host
+            return next((c.value for c in self.http.cookies if c.name == "_xsrf"
+                         and c.domain == f"{self.user}.{self.user_subdomains_of}"), None)
         # The server's cookie path is the user's URL-escaped name: match it by prefix.
         return next((c.value for c in self.http.cookies if c.name == "_xsrf" and c.path.startswith("/user/")
                      and (not self.server or c.path.rstrip("/").endswith("/" + quote(self.server, safe="")))), None)
@@ -374,15 +381,18 @@ class HubClient:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
-    def kernel_socket(self, kernel_id: str, timeout=60, ca_file=None) -> "KernelSocket":
-        """A kernel's WebSocket over wss through Traefik, kept open across runs (close it)."""
+    def server_websocket(self, path: str, timeout=60, ca_file=None) -> websocket.WebSocket:
+        """A WebSocket of this server's (path below its URL) over wss through Traefik (close it)."""
         if not self._server_xsrf():
             self.lab().raise_for_status()
-        ws_url = self.url(f"{self.server_path}api/kernels/{kernel_id}/channels").replace("https://", "wss://")
+        ws_url = self.url(self.server_path + path).replace("https://", "wss://")
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.http.cookies)
-        ws = websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,
-                                         sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": ca_file or self.deployment.ca_file})
-        return KernelSocket(ws, self.user)
+        return websocket.create_connection(ws_url, timeout=timeout, cookie=cookies,
+                                           sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": ca_file or self.deployment.ca_file})
+
+    def kernel_socket(self, kernel_id: str, timeout=60, ca_file=None) -> "KernelSocket":
+        """A kernel's WebSocket over wss through Traefik, kept open across runs (close it)."""
+        return KernelSocket(self.server_websocket(f"api/kernels/{kernel_id}/channels", timeout, ca_file), self.user)
 
     def execute(self, kernel_id: str, code: str, timeout=60) -> str:
         """Runs code in the kernel over wss through Traefik; returns the result's text/plain."""

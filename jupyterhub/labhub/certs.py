@@ -90,19 +90,25 @@ def _ensure_ca(files: TlsFiles):
     return cert, key
 
 
-def _issue(files: TlsFiles, hostname: str) -> None:
+def served_names(s: Settings) -> list[str]:
+    """The names the served certificate must cover: the host name, and with LABHUB_USER_SUBDOMAINS
+    every user's host under it."""
+    return [s.hostname] + ([f"*.{s.hostname}"] if s.user_subdomains else [])
+
+
+def _issue(files: TlsFiles, names: list[str]) -> None:
     ca_cert, ca_key = _ensure_ca(files)
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(n) for n in dict.fromkeys([hostname, "localhost"])]
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    alt_names = [x509.DNSName(n) for n in dict.fromkeys([*names, "localhost"])]
+    alt_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
         .issuer_name(ca_cert.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - datetime.timedelta(minutes=5))
         .not_valid_after(_now() + datetime.timedelta(days=LEAF_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -150,9 +156,9 @@ def _mismatch(files: TlsFiles) -> SettingError:
 
 
 class _Provided:
-    """The lab's certificate, checked: key, validity, host name. Anything wrong is a SettingError."""
+    """The lab's certificate, checked: key, validity, host names. Anything wrong is a SettingError."""
 
-    def __init__(self, files: TlsFiles, hostname: str):
+    def __init__(self, files: TlsFiles, s: Settings):
         for present, missing in ((files.key, files.cert), (files.cert, files.key)):
             if not missing.exists():
                 fix = (f"add it, or remove {files.shown(present)} to use a self-made certificate" if present.exists()
@@ -169,10 +175,14 @@ class _Provided:
         if leaf.not_valid_before_utc > now:
             raise SettingError(f"{shown}: not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
                                "check the machine's clock, or use the previous certificate until then")
-        if not _covers(leaf, hostname):
-            names = ", ".join(_dns_names(leaf)) or "no host name"
-            raise SettingError(f"{shown}: made for {names}, not for LABHUB_HOSTNAME={hostname}, so browsers refuse it; "
+        names = ", ".join(_dns_names(leaf)) or "no host name"
+        if not _covers(leaf, s.hostname):
+            raise SettingError(f"{shown}: made for {names}, not for LABHUB_HOSTNAME={s.hostname}, so browsers refuse it; "
                                "set LABHUB_HOSTNAME to a name it covers (in .env), or get a certificate for this one")
+        if not all(_covers(leaf, name) for name in served_names(s)):
+            raise SettingError(f"{shown}: made for {names}, not for *.{s.hostname}, where LABHUB_USER_SUBDOMAINS puts "
+                               f"users' servers, so browsers refuse them; get a certificate for {s.hostname} and "
+                               f"*.{s.hostname}, or set LABHUB_USER_SUBDOMAINS=false")
         self.chain = _chain_in_order(leaf, [c for c in certificates if c is not leaf])
         self.key = key
         self.warnings = []
@@ -197,12 +207,12 @@ def mode(secret_dir: Path, s: Settings) -> str:
 def ensure_certificate(secret_dir: Path, s: Settings) -> list[str]:
     """Makes sure the certificate LabHub is to serve is there and sound: checks the lab's, makes or
     renews the self-made one. Returns what it did, then any warnings; refuses with SettingError."""
-    files, hostname = TlsFiles(secret_dir), s.hostname
+    files, hostname, names = TlsFiles(secret_dir), s.hostname, served_names(s)
     chosen = mode(secret_dir, s)
     if chosen == "acme":
         return [f"Traefik gets the certificate for {hostname} from {s.acme_server} ({s.acme_challenge})"]
     if chosen == "provided":
-        provided = _Provided(files, hostname)
+        provided = _Provided(files, s)
         return [provided.summary, *provided.warnings]
     if files.cert.exists() and files.key.exists():
         cert = _read_cert(files, files.cert)
@@ -211,14 +221,15 @@ def ensure_certificate(secret_dir: Path, s: Settings) -> list[str]:
                                "set LABHUB_TLS=provided (or auto) in .env, or remove secret/tls/")
         if _spki(cert.public_key()) != _spki(_read_key(files, files.key).public_key()):
             raise _mismatch(files)
-        if cert.not_valid_after_utc - _now() < datetime.timedelta(days=RENEW_DAYS) or hostname not in _dns_names(cert):
-            _issue(files, hostname)
-            return [f"renewed the self-made certificate for {hostname}"]
-        return [f"self-made certificate for {hostname} valid until {cert.not_valid_after_utc:%Y-%m-%d}"]
+        if cert.not_valid_after_utc - _now() < datetime.timedelta(days=RENEW_DAYS) or \
+                not set(names) <= set(_dns_names(cert)):
+            _issue(files, names)
+            return [f"renewed the self-made certificate for {', '.join(names)}"]
+        return [f"self-made certificate for {', '.join(names)} valid until {cert.not_valid_after_utc:%Y-%m-%d}"]
     if files.cert.exists() != files.key.exists():
-        _Provided(files, hostname)  # refuses, naming the missing file
-    _issue(files, hostname)
-    return [f"made a certificate for {hostname} signed by {files.shown(files.ca_cert)}"]
+        _Provided(files, s)  # refuses, naming the missing file
+    _issue(files, names)
+    return [f"made a certificate for {', '.join(names)} signed by {files.shown(files.ca_cert)}"]
 
 
 def problems(secret_dir: Path, s: Settings) -> list[str]:
@@ -227,7 +238,7 @@ def problems(secret_dir: Path, s: Settings) -> list[str]:
     try:
         if mode(secret_dir, s) != "provided":
             return []  # self-made ones are (re)made as needed; ACME is Traefik's
-        return _Provided(files, s.hostname).warnings
+        return _Provided(files, s).warnings
     except SettingError as error:
         return [str(error)]
 
@@ -237,7 +248,7 @@ def served_pem(secret_dir: Path, s: Settings) -> tuple[str, str]:
     accepted them; the lab's chain may be in any order in secret/tls/tls.crt."""
     files = TlsFiles(secret_dir)
     if mode(secret_dir, s) == "provided":
-        provided = _Provided(files, s.hostname)
+        provided = _Provided(files, s)
         chain, key = provided.chain, provided.key
     else:
         chain, key = [_read_cert(files, files.cert)], _read_key(files, files.key)

@@ -168,3 +168,22 @@ def port_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> lis
     return [str(fail(name, f"port {port} is already taken by another program",
                      "stop that program, or set another port"))
             for name, port in ports.items() if str(port) in taken and port not in ours]
+
+
+def user_host_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
+    """With LABHUB_USER_SUBDOMAINS, users' servers are at <user>.HOSTNAME: a name under it must
+    resolve where HOSTNAME does (a wildcard DNS record), as the host's own resolver sees it.
+    Browsers resolve every name under .localhost to the machine itself."""
+    if not s.user_subdomains or s.hostname.endswith(".localhost"):
+        return []
+    probe = f"labhub-check.{s.hostname}"
+    script = ("import socket,sys\nfor n in sys.argv[1:]:\n try: print(' '.join(sorted({a[4][0] for a in "
+              "socket.getaddrinfo(n, 443, type=socket.SOCK_STREAM)})))\n except OSError: print()")
+    hub, user = stack.run_helper(engine, ["python3", "-c", script, s.hostname, probe],
+                                 network_mode="host").decode().split("\n")[:2]
+    if user and user == hub:
+        return []
+    found = f"resolves to {user}, not where {s.hostname} does ({hub or 'nowhere'})" if user else "does not resolve"
+    return [str(fail("USER_SUBDOMAINS", f"users' servers are at <user>.{s.hostname}, but {probe} {found}",
+                     f"add a wildcard DNS record *.{s.hostname} for the address of {s.hostname} "
+                     f"(e.g. `*.{s.hostname}. CNAME {s.hostname}.`)"))]

@@ -56,7 +56,8 @@ def check(_args) -> None:
     if s:
         problems += certs.problems(SECRET_DIR, s)
         engine, lab = _engine()
-        problems += checks.probed_engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s)
+        problems += checks.probed_engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s) + \
+            checks.user_host_problems(engine, lab, s)
     for problem in problems:
         print(problem)
     print(f"labhub check: {len(problems)} problem(s)" if problems else "labhub check: no problems found")

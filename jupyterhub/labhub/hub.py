@@ -47,10 +47,13 @@ def configure_hub(c, ctx: HubContext) -> None:
     # Hub-direct mode (docker-compose.hub-ssl.yml): no Traefik in front, the hub serves TLS itself.
     if ctx.settings.hub_ssl:
         c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = certs.hub_ssl_files(ctx.secret_dir, DATA_DIR, ctx.settings)
-    # Security (README, Security): API tokens live 30 days at most; metrics only with a token. No
-    # __Host- cookie prefix: it would send the hub's login cookie to every path, so a user's server
-    # could read its visitors' logins (JupyterHub advises it only with a subdomain per user).
-    c.JupyterHub.cookie_host_prefix_enabled = False
+    # Security (README, Security): API tokens live 30 days at most; metrics only with a token.
+    # LABHUB_USER_SUBDOMAINS: each user's servers on a site of their own (<user>.HOSTNAME), where
+    # nothing they serve runs with a visitor's session on the hub's site. The __Host- cookie prefix
+    # only then, as JupyterHub advises: it keeps those sites from setting cookies for the hub's, but
+    # puts the hub's login cookie on every path of its host, servers' paths included when they share it.
+    c.JupyterHub.subdomain_host = ctx.settings.public_url if ctx.settings.user_subdomains else ""
+    c.JupyterHub.cookie_host_prefix_enabled = ctx.settings.user_subdomains
     c.JupyterHub.token_expires_in_max_seconds = 30 * 24 * 3600
     c.JupyterHub.authenticate_prometheus = True
     # Servers ignore the user's own Jupyter config files (they could undo the hub's settings).

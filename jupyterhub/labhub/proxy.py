@@ -1,7 +1,7 @@
 """What Traefik runs with, published by the long-lived `proxy-config` service into the folder
 Traefik reads (a volume): its static configuration (the admin's traefik.toml, else the template,
-plus the TLS part from .env), the admin's routes (reverse-proxy/dynamic/) and the certificate from
-secret/tls/, checked first.
+plus the TLS part from .env), the routes to LabHub (from .env), the middlewares, TLS options and
+the admin's own routes (reverse-proxy/dynamic/) and the certificate from secret/tls/, checked first.
 
 Traefik reloads a dynamic file when it changes, but never notices a certificate file replaced
 under it; publishing the certificate inside a dynamic file makes a replaced (or renewed)
@@ -24,6 +24,7 @@ PUBLISHED_DIR = Path("/srv/jupyterhub/proxy-config")
 STATIC_FILE = "traefik.toml"
 DYNAMIC_DIR = "dynamic"
 TLS_FILE = "labhub-tls.toml"
+ROUTES_FILE = "labhub-routes.toml"
 CA_BUNDLE = "ca-certificates.pem"
 # Written after this container's first publish, naming the settings its static configuration was
 # made with: Traefik (docker-compose.yml) starts once it names Traefik's own, so it never starts on
@@ -59,6 +60,37 @@ def tls_config(secret_dir: Path, s: Settings) -> str:
             f"[[tls.certificates]]\n  certFile = '''\n{chain}'''\n  keyFile = '''\n{key}'''\n")
 
 
+# Files a user's server serves from the user's own folders as they are, besides /files/ and
+# /nbconvert/ (which the server itself sandboxes): a kernel's resources (logos, but any file in
+# ~/.local/share/jupyter/kernels/<kernel>/), of the default or a named server.
+USER_RESOURCES = r"/user/[^/]+/(?:[^/]+/)?kernelspecs/"
+
+
+def _router(name: str, rule: str, middlewares: list[str]) -> str:
+    return (f"[http.routers.{name}]\n  entryPoints = [\"websecure\"]\n  rule = {json.dumps(rule)}\n"
+            f"  service = \"chp\"\n  middlewares = {json.dumps(middlewares)}\n")
+
+
+def routes_config(s: Settings) -> str:
+    """Traefik's routes to chp, which sends each request on to a user's server or the hub. The hub's
+    own pages get the restart page while it is down; users' files get a sandboxing CSP. With
+    LABHUB_USER_SUBDOMAINS, the hub is served on LABHUB_HOSTNAME alone and users' servers on
+    <user>.LABHUB_HOSTNAME alone: a user's host serves no hub page (a login there would put the
+    hub's cookie in that user's reach), the hub's host no user's page (it redirects to theirs)."""
+    if s.user_subdomains:
+        host = f"Host(`{s.hostname}`)"
+        user_host = "HostRegexp(`^[^.]+\\." + s.hostname.replace(".", "\\.") + "$`)"
+        routes = [("hub", host, ["hub-restarting"]),  # chp sends all of it to the hub
+                  ("servers", f"{user_host} && PathPrefix(`/user/`)", []),
+                  ("user-resources", f"{user_host} && PathRegexp(`^{USER_RESOURCES}`)", ["user-content-sandbox"])]
+    else:
+        routes = [("hub", "Path(`/`) || Path(`/hub`) || PathPrefix(`/hub/`)", ["hub-restarting"]),
+                  ("servers", "PathPrefix(`/`)", []),
+                  ("user-resources", f"PathRegexp(`^{USER_RESOURCES}`)", ["user-content-sandbox"])]
+    return "# Published by labhub from .env (LABHUB_HOSTNAME, LABHUB_USER_SUBDOMAINS): never edit this.\n" + \
+        "\n".join(_router(name, rule, ["security-headers", *extra]) for name, rule, extra in routes)
+
+
 def _write(path: Path, text: str) -> None:
     """Atomically, and only when it changed: every write makes Traefik reload."""
     if path.exists() and path.read_text() == text:
@@ -72,8 +104,9 @@ def publish(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -
     Returns the certificate's log lines; a SettingError publishes nothing."""
     lines = certs.ensure_certificate(secret_dir, s)
     dynamic = {p.name: p.read_text() for p in sorted((reverse_proxy_dir / DYNAMIC_DIR).glob("*"))
-               if p.suffix in (".toml", ".yml", ".yaml") and p.name != TLS_FILE}
+               if p.suffix in (".toml", ".yml", ".yaml") and p.name not in (TLS_FILE, ROUTES_FILE)}
     dynamic[TLS_FILE] = tls_config(secret_dir, s)
+    dynamic[ROUTES_FILE] = routes_config(s)
     for name, text in dynamic.items():
         _write(out / DYNAMIC_DIR / name, text)
     for stale in (out / DYNAMIC_DIR).iterdir():

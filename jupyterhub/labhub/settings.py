@@ -204,6 +204,8 @@ class Settings:
                          _Reader.hostname)
     http_port: int = _row("80", "host port for http://, which only redirects to https://", _Reader.port)
     https_port: int = _row("443", "host port for https://", _Reader.port)
+    user_subdomains: bool = _row("false", "true: each user's servers on a host of their own, <user>.HOSTNAME, so no "
+                                          "user's page runs on the hub's site (needs DNS for *.HOSTNAME)", _Reader.flag)
     tls: str = _row("auto", "certificate: auto (the lab's in secret/tls/ if there, else self-signed), " + ", ".join(TLS_MODES[1:]),
                     _Reader.choice, TLS_MODES, "certificate mode")
     acme_email: str = _row("", "acme: contact e-mail for the certificate authority (expiry notices)", _Reader.text)
@@ -302,6 +304,21 @@ def _check_swarm(s: Settings) -> None:
                    "start with docker-compose.yml alone, or set it to false")
 
 
+def _check_subdomains(s: Settings) -> None:
+    """Servers at <user>.HOSTNAME need a name with a domain under it, a wildcard certificate, and
+    Traefik's routes (hub-direct mode has none of its own)."""
+    if re.fullmatch(r"[0-9.]+", s.hostname) or "." not in s.hostname:
+        raise fail("USER_SUBDOMAINS", f"user servers need names under LABHUB_HOSTNAME, but {s.hostname!r} has none a "
+                   "certificate can cover (browsers refuse *.localhost)",
+                   "set LABHUB_HOSTNAME to the lab's DNS name, or lab.localhost on this machine alone")
+    if s.hub_ssl:
+        raise fail("USER_SUBDOMAINS", "not available in hub-direct mode (docker-compose.hub-ssl.yml)",
+                   "start with docker-compose.yml alone, or set it to false")
+    if s.tls == "acme":
+        raise fail("USER_SUBDOMAINS", "acme's http-01 and tls-alpn-01 cannot certify *.HOSTNAME",
+                   "use the lab's own wildcard certificate (LABHUB_TLS=provided) or LabHub's (self-signed), or set it to false")
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Reads and validates every LABHUB_* setting; raises SettingError on the first problem.
 
@@ -321,6 +338,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
             raise fail("HOSTNAME", f"acme cannot certify {s.hostname!r}", "set the host's public DNS name")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", s.acme_email):
             raise fail("ACME_EMAIL", f"{s.acme_email!r} is not an e-mail address", "set the admin's, e.g. it-lab@example.edu")
+    if s.user_subdomains:
+        _check_subdomains(s)
     if not s.admin_users:
         raise fail("ADMIN_USERS", "no admin", "name at least one admin, e.g. admin")
     if s.user_ids == "per-user" and not s.home_root:

@@ -10,14 +10,34 @@ Python's or R's version, as a package built for one may not load in the next.
 The server itself must never import them: a user who installs an incompatible jupyter_server or
 tornado, or a user-site .pth file, must still get a working server. So it starts in Python's
 isolated mode (`python3 -I`: no user site, no PYTHON* variables, not the working folder, which is
-the home, on sys.path). Kernels are started by the server as `python3 -m ipykernel_launcher` (the
-flags are not inherited), so they see the user site. The alternative, a venv of the user's layered
+the home, on sys.path), and with Jupyter's folders out of the home (SERVER_ENVIRONMENT). Kernels
+are started by the server as `python3 -m ipykernel_launcher` (the flags are not inherited), so
+they see the user site. The alternative, a venv of the user's layered
 on the image's, was rejected: pip, in a venv, refuses to install a user's version of any package
 the venv has ("lack sys.path precedence"), and a venv made per user is one more thing that breaks
 when an image upgrade changes Python's version.
 """
 
-SERVER = ["python3", "-I", "-m", "jupyterhub.singleuser"]
+from .storage import HOME
+
+# Jupyter's folders for the server alone, so that nothing in the home, or linked from it, configures
+# the server or the JupyterLab page other people may open (JupyterHub's disable_user_config leaves
+# ~/.jupyter/labconfig read, and lets a symlink out of the home through). Its "user" config folder is
+# a path under /dev/null, where no folder is or can be made: nothing is read there, and Jupyter's
+# one-time migration of ~/.ipython, which writes there, gives up at once instead of failing the
+# start (it would in any folder without its marker file, as the images' own). Its "user" data
+# folder is the image's own, which only root writes. What the server writes, and the user's lab
+# settings and workspaces, stay in the home. Its kernels and terminals get Jupyter's usual folders
+# back (the images' labhub_server.py), as they get the user site.
+SERVER_ENVIRONMENT = {
+    "JUPYTER_CONFIG_DIR": "/dev/null/jupyter",
+    "JUPYTER_DATA_DIR": "/usr/local/share/jupyter",
+    "JUPYTER_RUNTIME_DIR": f"{HOME}/.local/share/jupyter/runtime",
+    "JUPYTERLAB_SETTINGS_DIR": f"{HOME}/.jupyter/lab/user-settings",
+    "JUPYTERLAB_WORKSPACES_DIR": f"{HOME}/.jupyter/lab/workspaces",
+}
+SERVER = ["env", *(f"{name}={value}" for name, value in SERVER_ENVIRONMENT.items()),
+          "python3", "-I", "-m", "jupyterhub.singleuser"]
 
 NOTICE_FILE = "PYTHON-UPGRADED.txt"
 

@@ -172,6 +172,18 @@ def test_certificate_for_another_host(fresh):
            "set LABHUB_HOSTNAME to a name it covers")
 
 
+def test_user_subdomains_on_a_name_no_certificate_can_cover(fresh):
+    fresh.set_env(user_subdomains="true")
+    caught(fresh, "LABHUB_USER_SUBDOMAINS: user servers need names under LABHUB_HOSTNAME, but 'localhost' has none",
+           "or lab.localhost on this machine alone")
+
+
+def test_user_subdomains_without_a_wildcard_dns_record(fresh):
+    fresh.set_env(user_subdomains="true", hostname="lab.invalid")
+    caught(fresh, "LABHUB_USER_SUBDOMAINS: users' servers are at <user>.lab.invalid, but labhub-check.lab.invalid "
+                  "does not resolve", "add a wildcard DNS record *.lab.invalid for the address of lab.invalid")
+
+
 def test_gpus_insisted_on_without_gpus(fresh):
     fresh.set_env(gpus="on")
     caught(fresh, "LABHUB_GPUS: on, but the Docker engine offers no NVIDIA GPU", "install the NVIDIA driver")

@@ -4,7 +4,8 @@ server's APIs (kernels over wss, the contents API) and `docker exec` in their co
 What a user installs lives in their home: it survives the server's stop and start (each start
 makes the container anew) and another image; the server itself never imports it (an incompatible
 jupyter_server, tornado or a .pth file of the user's leaves it working), kernels do. Their own
-kernels are offered; their own Jupyter config files change nothing. Every flavor shows memory
+kernels are offered; their own Jupyter config files change nothing, and nothing they place in their
+Jupyter folders reaches the JupyterLab page. Every flavor shows memory
 against the server's limit, and has jupyterlab-git and nbdime.
 """
 
@@ -223,6 +224,99 @@ cp ~/.jupyter/jupyter_server_config.py ~/.local/etc/jupyter/jupyter_server_confi
         assert no_xsrf.status_code == 403, no_xsrf.status_code
     finally:
         as_user(stack, user, "rm -rf ~/.jupyter/jupyter_server_config.* ~/.jupyter/jupyter_config.json ~/.local/etc/jupyter")
+
+
+EVIL = "https://evil.invalid/x"
+# What a user can place in their home, or link there, that JupyterLab's page (served to whoever
+# opens their server) would read: its page config (extension URLs, from which the page loads
+# scripts), default settings (the HTML sanitizer's URL schemes), and, through a data folder linked
+# out of the home (JupyterHub's home check follows the link), an extension of their own.
+PLANTED = f"""set -e
+mkdir -p ~/.jupyter/labconfig
+echo '{{"fullLabextensionsUrl": "{EVIL}", "fullStaticUrl": "{EVIL}"}}' >~/.jupyter/labconfig/page_config.json
+echo '{{"@jupyterlab/apputils-extension:sanitizer": {{"allowedSchemes": ["javascript"]}}}}' \\
+  >~/.jupyter/labconfig/default_setting_overrides.json
+mkdir -p ~/.local/share/jupyter && mv ~/.local/share/jupyter ~/.local/share/jupyter.kept
+ln -s /dev/shm ~/.local/share/jupyter
+"""
+EXTENSION = """set -e
+mkdir -p /dev/shm/labextensions/evil-extension/static
+echo '{"name": "evil-extension", "version": "1.0.0", "jupyterlab": {"_build": {"load": "static/remoteEntry.js"}}}' \\
+  >/dev/shm/labextensions/evil-extension/package.json
+echo 'alert(document.cookie)' >/dev/shm/labextensions/evil-extension/static/remoteEntry.js
+"""
+
+
+def test_nothing_a_user_places_in_the_home_reaches_the_lab_page(stack, user):
+    """JupyterLab's page runs with the visitor's session on LabHub's site (README, Security): the
+    server reads none of the user's Jupyter folders for it, not through a link out of the home either."""
+    as_user(stack, user, PLANTED)
+    try:
+        restart(user)  # the link is there when the server starts; what it points to is filled after
+        as_user(stack, user, EXTENSION)
+        page = user.lab()
+        assert page.status_code == 200 and "jupyter-config-data" in page.text
+        assert EVIL not in page.text and "evil-extension" not in page.text
+        sanitizer = user.http.get(user.url(user.server_path + "lab/api/settings/@jupyterlab/apputils-extension:sanitizer"),
+                                  timeout=30)
+        assert sanitizer.status_code == 200 and "javascript" not in sanitizer.text, sanitizer.text[:2000]
+        extension = user.http.get(user.url(user.server_path + "lab/extensions/evil-extension/static/remoteEntry.js"),
+                                  timeout=30)
+        assert extension.status_code == 404, extension.status_code
+    finally:
+        as_user(stack, user, "rm -rf ~/.jupyter/labconfig; [ ! -L ~/.local/share/jupyter ] || "
+                             "{ rm ~/.local/share/jupyter && mv ~/.local/share/jupyter.kept ~/.local/share/jupyter; }")
+        restart(user)
+
+
+def test_a_kernels_own_files_are_served_sandboxed(stack, user):
+    """A file in a user's kernel folder is served at /user/<name>/kernelspecs/ (for the kernel's
+    logo): with a CSP that runs none of its scripts on LabHub's site, as jupyter-server's /files/ are."""
+    as_user(stack, user, """set -e
+mkdir -p ~/.local/share/jupyter/kernels/planted && cd ~/.local/share/jupyter/kernels/planted
+echo '{"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "Planted", "language": "python"}' >kernel.json
+echo '<html><script>alert(document.cookie)</script></html>' >page.html
+echo '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>' >logo-svg.svg""")
+    try:
+        assert user.server_api("GET", "/kernelspecs/planted").status_code == 200
+        for name in ("page.html", "logo-svg.svg"):
+            r = user.http.get(user.url(user.server_path + f"kernelspecs/planted/{name}"), timeout=30)
+            assert r.status_code == 200 and "<script>" in r.text, (name, r.status_code)
+            policy = [part.strip() for part in r.headers.get("Content-Security-Policy", "").split(";")]
+            assert "sandbox" in policy, (name, r.headers)  # sandboxed, and no allow-scripts either
+    finally:
+        as_user(stack, user, "rm -rf ~/.local/share/jupyter/kernels/planted")
+
+
+def test_kernels_and_terminals_find_jupyters_folders_in_the_home(stack, user):
+    """The server's own Jupyter folders are out of the home; its kernels and terminals have them
+    where Jupyter puts them for any user, so `ipykernel install --user` from a notebook works."""
+    out = python(user, "import subprocess, sys\n"
+                       "from jupyter_core.paths import jupyter_config_dir, jupyter_data_dir\n"
+                       "r = subprocess.run([sys.executable, '-m', 'ipykernel', 'install', '--user', '--name', 'from-a-notebook'],"
+                       " capture_output=True, text=True)\n"
+                       "(r.returncode, r.stderr[-500:], jupyter_data_dir(), jupyter_config_dir())")
+    code, err, data_dir, config_dir = ast.literal_eval(out)
+    try:
+        assert code == 0, err
+        assert (data_dir, config_dir) == (f"{HOME}/.local/share/jupyter", f"{HOME}/.jupyter")
+        assert "from-a-notebook" in user.server_api("GET", "/kernelspecs").json()["kernelspecs"]
+        r = user.server_api("POST", "/terminals")
+        assert r.status_code == 200, r.text
+        name = r.json()["name"]
+        terminal = user.server_websocket(f"terminals/websocket/{name}", timeout=30)
+        try:
+            terminal.send(json.dumps(["stdin", "echo DATA=$(jupyter --data-dir)\r"]))
+            seen, deadline = "", time.monotonic() + 30
+            while f"DATA={HOME}/.local/share/jupyter" not in seen and time.monotonic() < deadline:
+                message = json.loads(terminal.recv())
+                seen += message[1] if message[0] == "stdout" else ""
+            assert f"DATA={HOME}/.local/share/jupyter" in seen, seen
+        finally:
+            terminal.close()
+            user.server_api("DELETE", f"/terminals/{name}")
+    finally:
+        as_user(stack, user, "rm -rf ~/.local/share/jupyter/kernels/from-a-notebook")
 
 
 def test_r_packages_go_to_the_personal_library_and_irkernel_loads_them_after_a_restart(stack, user):

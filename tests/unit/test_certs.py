@@ -150,3 +150,26 @@ def test_problems_lists_without_making_anything(tmp_path):
     certs.TlsFiles(tmp_path).key.write_bytes(certs._pem_key(ec.generate_private_key(ec.SECP256R1())))
     assert certs.problems(tmp_path, site("lab.example.edu")) == [
         "secret/tls/tls.key: does not match secret/tls/tls.crt; put the private key that belongs to this certificate there"]
+
+
+def test_user_subdomains_get_a_wildcard_and_the_labs_certificate_must_cover_them(tmp_path):
+    assert "renewed" not in "\n".join(certs.ensure_certificate(tmp_path, site("lab.example.edu")))
+    # Turned on later: the self-made certificate is made again, for every user's host too.
+    on = site("lab.example.edu", user_subdomains="true")
+    assert "renewed the self-made certificate for lab.example.edu, *.lab.example.edu" in certs.ensure_certificate(tmp_path, on)
+    assert sans(load(certs.TlsFiles(tmp_path).cert)) == ["lab.example.edu", "*.lab.example.edu", "localhost"]
+    assert "valid until" in certs.ensure_certificate(tmp_path, on)[0]
+
+    lab = tmp_path / "lab"
+    certs.ensure_certificate(lab, site("lab.example.edu"))  # the lab's own, for the host alone
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / "tls" / name).write_bytes((lab / "tls" / name).read_bytes())
+    (tmp_path / "labhub-ca.crt").unlink()
+    with pytest.raises(SettingError, match=r"^secret/tls/tls.crt: made for lab.example.edu, localhost, not for "
+                                           r"\*.lab.example.edu, .* or set LABHUB_USER_SUBDOMAINS=false$"):
+        certs.ensure_certificate(tmp_path, on)
+    # A wildcard one level up covers the hub, not the users' hosts under it.
+    certs.ensure_certificate(lab, site("example.edu", user_subdomains="true"))
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / "tls" / name).write_bytes((lab / "tls" / name).read_bytes())
+    assert "not for *.lab.example.edu" in certs.problems(tmp_path, on)[0]

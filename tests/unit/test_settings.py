@@ -86,3 +86,20 @@ def test_compose_defaults_agree_with_the_table(name):
         assert default == expected, f"{name}: ${{{variable}:-{default}}}, but the default is {expected!r}"
     if name == "docker-compose.hub-ssl.yml":
         assert 'LABHUB_HUB_SSL: "true"' in text  # what MODE_DEFAULTS relies on
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"LABHUB_USER_SUBDOMAINS": "true"}, "LABHUB_USER_SUBDOMAINS: user servers need names under LABHUB_HOSTNAME, but "
+                                         "'localhost' has none a certificate can cover (browsers refuse *.localhost); set "
+                                         "LABHUB_HOSTNAME to the lab's DNS name, or lab.localhost on this machine alone"),
+    ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "10.1.2.3"}, "LABHUB_USER_SUBDOMAINS: user servers need names"),
+    ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_HUB_SSL": "true"},
+     "LABHUB_USER_SUBDOMAINS: not available in hub-direct mode"),
+    ({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_TLS": "acme",
+      "LABHUB_ACME_EMAIL": "it@example.edu"}, "LABHUB_USER_SUBDOMAINS: acme's http-01 and tls-alpn-01 cannot certify"),
+])
+def test_user_subdomains_need_a_domain_traefik_and_a_certificate_that_can_cover_them(env, expected):
+    with pytest.raises(SettingError) as e:
+        settings.load(env)
+    assert str(e.value).startswith(expected) and "\n" not in str(e.value)
+    assert settings.load({"LABHUB_USER_SUBDOMAINS": "true", "LABHUB_HOSTNAME": "lab.localhost"}).user_subdomains

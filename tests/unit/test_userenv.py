@@ -19,8 +19,19 @@ def test_the_server_starts_isolated_from_the_users_packages_and_kernels_do_not_i
     assert cmd[:2] == ["sh", "-c"] and cmd[-len(userenv.SERVER):] == userenv.SERVER
     # -I: no user site, no PYTHON* variables, no working folder (the home) on sys.path. A flag,
     # not an environment variable, so the kernels the server starts see the user site.
-    assert userenv.SERVER[:2] == ["python3", "-I"]
+    assert userenv.SERVER[-4:] == ["python3", "-I", "-m", "jupyterhub.singleuser"]
     assert "PYTHONNOUSERSITE" not in cmd[2] and "environment" not in c.DockerSpawner
+
+
+def test_the_server_reads_no_jupyter_folder_of_the_home_but_writes_where_it_did():
+    env = dict(item.split("=", 1) for item in userenv.SERVER[1:userenv.SERVER.index("python3")])
+    assert userenv.SERVER[0] == "env" and env == userenv.SERVER_ENVIRONMENT
+    # Config and data (page config, settings overrides, extensions): nothing, and the image's.
+    assert env["JUPYTER_CONFIG_DIR"].startswith("/dev/null/")
+    assert env["JUPYTER_DATA_DIR"] == "/usr/local/share/jupyter"
+    # Runtime files, the lab's settings and workspaces: the user's, as before.
+    for name in ("JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
+        assert env[name].startswith("/home/jovyan/")
 
 
 def python_named(tmp_path: Path, version: str) -> dict:

@@ -1,0 +1,52 @@
+"""LabHub's additions to the Jupyter server of every user image: what the server's children (the
+user's kernels and terminals) get back of the home that the server itself never reads.
+
+The hub starts the server with Jupyter's config and data folders moved out of the home
+(labhub.userenv.SERVER_ENVIRONMENT), so that nothing a user writes or links there reaches the
+JupyterLab page, which runs with the browser's session on the hub's site: no page_config.json
+(whose extension URLs load scripts), no settings overrides, no extensions. JupyterHub's
+disable_user_config alone still read ~/.jupyter/labconfig, and compares resolved paths, which a
+symlink out of the home defeats.
+
+Kernels and terminals are the user's own: they get Jupyter's usual folders in the home back
+(USER_FOLDERS), so `python -m ipykernel install --user`, `jupyter --paths` and `%config` work as
+anywhere. The users' kernels folder (~/.local/share/jupyter/kernels) is offered after the image's
+(JupyterHub issue 4940: disable_user_config hid it), so a user's kernel named like one of the
+image's does not hide it. Files in it are served at /user/<name>/kernelspecs/ with a sandboxing
+Content-Security-Policy added by Traefik (reverse-proxy/dynamic/labhub.toml).
+
+Named in /usr/local/etc/jupyter/jupyter_server_config.json (the documented way: neither class's
+folders nor environment is a setting).
+"""
+
+import os
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_server_terminals.terminalmanager import TerminalManager
+from traitlets import default
+
+HOME = os.path.expanduser("~")
+# What jupyter_core uses when these variables are unset, as for any user outside the server.
+USER_FOLDERS = {"JUPYTER_CONFIG_DIR": os.path.join(HOME, ".jupyter"),
+                "JUPYTER_DATA_DIR": os.path.join(HOME, ".local", "share", "jupyter")}
+
+
+class UserKernelSpecManager(KernelSpecManager):
+    @default("data_dir")
+    def _data_dir_default(self) -> str:
+        return USER_FOLDERS["JUPYTER_DATA_DIR"]  # user_kernel_dir is its kernels/
+
+    @default("kernel_dirs")
+    def _kernel_dirs_default(self) -> list[str]:
+        dirs = super()._kernel_dirs_default()
+        return dirs if self.user_kernel_dir in dirs else [*dirs, self.user_kernel_dir]
+
+    def get_kernel_spec(self, kernel_name: str):
+        spec = super().get_kernel_spec(kernel_name)
+        spec.env = {**USER_FOLDERS, **spec.env}  # a kernel's own settings win
+        return spec
+
+
+class UserTerminalManager(TerminalManager):
+    def make_term_env(self, *args, **kwargs) -> dict[str, str]:
+        return {**super().make_term_env(*args, **kwargs), **USER_FOLDERS}
