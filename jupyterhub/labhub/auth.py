@@ -356,6 +356,13 @@ def check(s: Settings, secret_dir: Path, environ) -> None:
             raise _secret_fail(LDAP_PASSWORD, "missing", f"put the password of {s.ldap_search_user} there")
 
 
+# Every login and sign-up, whatever the method: no control characters. DockerSpawner's escaping
+# writes the bytes below 0x10 with one hex digit, so "\x0c3\x0bc" would escape to -c3-bc, as "ü" does:
+# two people with one home, one container name, one cluster area. (Names reach admins' terminals
+# escaped anyway: labhub.terminal.)
+USERNAME_PATTERN = r"[^\x00-\x1f\x7f]+\Z"
+
+
 def needs_admin_passwords(s: Settings) -> bool:
     return s.auth in ("native", "shared-password")
 
@@ -367,4 +374,5 @@ def configure(c, ctx: "HubContext") -> None:
     # Who may log in is what the settings say today: someone taken off LABHUB_ALLOWED_USERS or
     # out of an allowed group is refused, even though the hub has seen them before.
     c.Authenticator.allow_existing_users = False
+    c.Authenticator.username_pattern = USERNAME_PATTERN
     METHODS[s.auth](c, s, secret_dir)

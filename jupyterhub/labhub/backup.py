@@ -10,7 +10,8 @@ back on a fresh clone or another machine, and says what it holds and how to chec
 
 Homes are read and written by a short-lived helper container that mounts them (the admin command
 sees neither the volumes nor the host), with GNU tar, which copes with files changing while it
-reads. Restore checks every checksum before it writes anything.
+reads. Restore trusts no archive: before it writes anything, it checks every checksum, that every
+member lands inside its own area and that the manifest names only the deployment's own folders.
 """
 
 import datetime
@@ -19,20 +20,25 @@ import importlib.metadata
 import io
 import json
 import os
+import posixpath
+import re
 import shutil
 import sqlite3
+import stat
 import sys
 import tarfile
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import docker
 
-from . import storage
+from . import settings, storage
 from .files import atomic
 from .settings import DATA_DIR, DATABASE, SITE_DIR, Settings, SettingError
 from .stack import Stack
+from .terminal import printable
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -105,6 +111,76 @@ class _Chunks(io.RawIOBase):
         return n
 
 
+# --- what an archive may hold: what backup writes, and restore checks ---------------------
+
+
+_ESCAPED_USER = re.compile(r"[a-z0-9-]+")  # DockerSpawner's escaped user names: homes/<user>, volume names
+
+
+class _Members:
+    """Checks an archive's members in order: each must be one `labhub backup` writes, and restore
+    must write it inside its own area (hub/ and site/ in the admin command; a user's home or the
+    shared folder in a helper container), never through a link. Users' symlinks stay as they are,
+    be their targets absolute (a venv's python -> /opt/conda/bin/python3: the server's own files)
+    or relative within their area: nothing is written under a name that is not a folder made
+    before it in the archive, so restore never follows them."""
+
+    def __init__(self, manifest: dict):
+        self.manifest, self.volumes = manifest, manifest["homes"] == "volumes"
+        # Folders that exist before the first member: the helper mounts them.
+        self.mounted = {"homes", "shared"} | ({f"homes/{user}" for user in manifest["users"]} if self.volumes else set())
+        self.folders, self.files = set(self.mounted), set()
+
+    def problem(self, m: tarfile.TarInfo) -> str | None:
+        parts = m.name.split("/")
+        if m.name.startswith("/") or {"", ".", ".."} & set(parts):
+            return "an absolute name, or one with . or .. in it, would be written outside its area"
+        if m.mode & (stat.S_ISUID | stat.S_ISGID) and not m.isdir():
+            return "a setuid or setgid file: no backup holds one"
+        if m.name == MANIFEST:
+            return None
+        if parts[0] == "hub":
+            return None if m.isreg() and len(parts) == 2 else "not a file of the hub's state"
+        if parts[0] == "site":
+            rel = m.name.removeprefix("site/")
+            in_tree = any(_inside(rel, tree) for tree in SITE_TREES)
+            return None if (m.isreg() and rel in SITE_FILES) or (in_tree and (m.isreg() or m.isdir())) \
+                else "not one of the site files a backup holds"
+        if parts[0] == "shared" and self.manifest["shared"]:
+            return self._placed(m, "shared")
+        if parts[0] == "homes" and (len(parts) == 1 or not self.volumes or parts[1] in self.manifest["users"]):
+            return self._placed(m, "/".join(parts[:2]))  # the user's home (or the homes folder itself)
+        return "outside the areas the manifest lists"
+
+    def _placed(self, m: tarfile.TarInfo, area: str) -> str | None:
+        """A member of a home or the shared folder: its kind, where it goes, what it links to."""
+        if m.name == area and not m.isdir():
+            return "a home or shared folder that is no folder"
+        folder = posixpath.dirname(m.name)
+        if m.name not in self.mounted and folder not in self.folders:
+            return f"would be written under {printable(folder)}, which is no folder made before it"
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+            return "a device or pipe: no backup of files holds one"
+        if m.issym() and not m.linkname.startswith("/") and \
+                not _inside(posixpath.normpath(posixpath.join(folder, m.linkname)), area):
+            return f"a link to {printable(m.linkname)}, outside its area"
+        if m.islnk() and not (m.linkname in self.files and _inside(m.linkname, area)):
+            return f"a hard link to {printable(m.linkname)}, which is no file of its area before it"
+        if m.name in self.folders and not m.isdir():  # a folder replaced, with all in it
+            self.folders = {f for f in self.folders if not _inside(f, m.name)}
+            self.files = {f for f in self.files if not _inside(f, m.name)}
+        self.files.discard(m.name)
+        (self.folders if m.isdir() else self.files).add(m.name)
+        return None
+
+
+def _inside(name: str, area: str) -> bool:
+    return name == area or name.startswith(area + "/")
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+
 def _areas(engine: docker.DockerClient, stack: Stack, s: Settings, shared: bool) -> tuple[list, list[str]]:
     """Docker mounts placing each home (and the shared folder) under HELPER_ROOT, and the users."""
     mounts = storage.home_mounts(engine, stack, s, f"{HELPER_ROOT}/homes")
@@ -165,6 +241,7 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
     output.mkdir(parents=True, exist_ok=True)
     path = output / f"labhub-{stack.project}-{datetime.datetime.now():%Y%m%d-%H%M%S}.tar"
     mounts, users = _areas(engine, stack, s, shared)
+    held = {"homes": s.home_root or "volumes", "users": users, "shared": s.shared_dir if shared and s.shared_dir else ""}
     with atomic(path, 0o600) as archive, \
             tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar, \
             tempfile.TemporaryDirectory() as tmp:  # the archive holds keys and passwords: 0o600
@@ -183,12 +260,11 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
             if (SITE_DIR / rel).is_dir():
                 out.add_tree(SITE_DIR / rel, f"site/{rel}", skip=tuple(f"site/{n}" for n in SITE_IGNORED))
         if mounts:
-            _copy_homes(engine, stack, mounts, excludes, out)
+            _copy_homes(engine, stack, mounts, excludes, out, _Members(held))
         manifest = {
             "format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "project": stack.project, "jupyterhub": importlib.metadata.version("jupyterhub"),
-            "homes": s.home_root or "volumes", "users": users,
-            "shared": s.shared_dir if shared and s.shared_dir else "", "excludes": excludes, "files": out.files,
+            **held, "excludes": excludes, "files": out.files,
         }
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         info = tarfile.TarInfo(MANIFEST)
@@ -197,7 +273,10 @@ def backup(engine: docker.DockerClient, stack: Stack, s: Settings, output: Path,
     return path
 
 
-def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer) -> None:
+def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _Writer, members: _Members) -> None:
+    """Copies the homes (and shared folder) through GNU tar in a helper, leaving out, with a line
+    each, what restore would refuse (a user's pipe, or link out of their home), so that every
+    backup restores; setuid and setgid bits are dropped, the files kept."""
     helper = stack.run_helper(engine, ["sleep", "infinity"], entrypoint=[], mounts=mounts, detach=True,
                               remove=False, labels={"org.labhub.helper": "backup"})
     try:
@@ -218,7 +297,12 @@ def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _W
 
         with tarfile.open(fileobj=io.BufferedReader(_Chunks(stdout()), 1 << 20), mode="r|") as homes:
             for member in homes:
-                out.add_stream(member, homes.extractfile(member) if member.isreg() else None, progress)
+                if not member.isdir():
+                    member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                if problem := members.problem(member):
+                    errors.append(f"labhub backup: left out {printable(member.name)}: {problem}\n")
+                else:
+                    out.add_stream(member, homes.extractfile(member) if member.isreg() else None, progress)
         progress.close()
         if errors:
             sys.stderr.write("".join(errors))
@@ -229,32 +313,77 @@ def _copy_homes(engine, stack: Stack, mounts: list, excludes: list[str], out: _W
 # --- restore --------------------------------------------------------------------------------
 
 
-def verify(archive: Path) -> dict:
-    """Reads the whole archive; returns its manifest if every file is there with its checksum,
-    else raises SettingError naming the first damaged file."""
+def _dotenv(text: str) -> dict[str, str]:
+    """The variables of a .env file as compose reads LabHub's (NAME=value lines, # comments)."""
+    pairs = (line.partition("=") for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+    return {name.strip().removeprefix("export "): re.sub(r"\s+#.*", "", value).strip().strip("\"'")
+            for name, _, value in pairs}
+
+
+def _own_folders(environ: Mapping[str, str]) -> tuple[str, str]:
+    """Where these settings keep homes ("volumes", or LABHUB_HOME_ROOT) and the shared folder."""
+    names = [f"{settings.PREFIX}{name}" for name in ("HOME_ROOT", "SHARED_DIR")]
+    s = settings.load({name: environ[name] for name in names if name in environ})
+    return s.home_root or "volumes", s.shared_dir
+
+
+def _manifest_problems(manifest: dict, environ: Mapping[str, str], env_of: str) -> list[str]:
+    """The manifest's host folders must be the deployment's own: those its settings name after the
+    restore (the archive's .env, or the LabHub folder's). Its users must be names LabHub writes."""
+    homes, shared = _own_folders(environ)
+    problems = [f"manifest: user {printable(user)!r} is not an escaped user name" for user in manifest["users"]
+                if not _ESCAPED_USER.fullmatch(user)]
+    if manifest["homes"] != homes:
+        problems.append(f"manifest: homes in {printable(manifest['homes'])}, but {env_of} keeps them in {homes} "
+                        "(LABHUB_HOME_ROOT)")
+    if manifest["shared"] and manifest["shared"] != shared:
+        problems.append(f"manifest: shared folder {printable(manifest['shared'])}, but {env_of} has "
+                        f"{shared or 'none'} (LABHUB_SHARED_DIR)")
+    return problems
+
+
+def verify(archive: Path, environ: Mapping[str, str]) -> dict:
+    """Reads the whole archive; returns its manifest if every file is there with its checksum, every
+    member is one restore may write (_Members) and the manifest names only the deployment's own
+    folders (environ: the LabHub folder's settings). Else raises SettingError, a line per problem."""
     damaged = lambda what: SettingError(f"{archive.name}: {what}; nothing was restored (use another backup)")  # noqa: E731
-    seen = {}
+    seen, refused, problems = {}, set(), []
     try:
         with tarfile.open(archive, "r:") as tar:
             manifest = json.load(tar.extractfile(MANIFEST))
+            if manifest.get("format") != FORMAT:
+                raise damaged(f"backup format {manifest.get('format')}, this LabHub reads {FORMAT}")
+            members = _Members(manifest)
             total = sum(f["size"] for f in manifest["files"].values())
             progress = Progress("checking", total)
             for member in tar:
-                if member.isreg() and member.name in manifest["files"]:
-                    reader = _Hashing(tar.extractfile(member), progress)
-                    while reader.read(1 << 20):
-                        pass
-                    seen[member.name] = reader.sha.hexdigest()
+                problem = members.problem(member)
+                if not problem and member.isreg() and member.name != MANIFEST:
+                    if member.name not in manifest["files"]:
+                        problem = "a file the manifest does not list"
+                    else:
+                        reader = _Hashing(tar.extractfile(member), progress)
+                        while reader.read(1 << 20):
+                            pass
+                        seen[member.name] = reader.sha.hexdigest()
+                if problem:
+                    refused.add(member.name)
+                    problems.append(f"{printable(member.name)}: {problem}")
             progress.close()
-    except (OSError, tarfile.TarError, KeyError, ValueError) as error:
+            if "site/.env" in seen:  # restored first: the settings the deployment will have
+                environ = _dotenv(tar.extractfile("site/.env").read().decode(errors="replace"))
+            problems += _manifest_problems(manifest, environ, "the archive's .env" if "site/.env" in seen else ".env")
+    except (OSError, tarfile.TarError, KeyError, ValueError, TypeError, AttributeError) as error:
         raise damaged(f"not a readable LabHub backup ({error})") from None
-    if manifest.get("format") != FORMAT:
-        raise damaged(f"backup format {manifest.get('format')}, this LabHub reads {FORMAT}")
     for name, entry in manifest["files"].items():
+        if name in refused:
+            continue
         if name not in seen:
-            raise damaged(f"{name} is missing")
-        if seen[name] != entry["sha256"]:
-            raise damaged(f"{name} does not match its checksum")
+            problems.append(f"{printable(name)} is missing")
+        elif seen[name] != entry["sha256"]:
+            problems.append(f"{printable(name)} does not match its checksum")
+    if problems:
+        raise SettingError("\n".join(f"{archive.name}: {p}; nothing was restored (use another backup)" for p in problems))
     return manifest
 
 
@@ -296,11 +425,12 @@ def _members(archive: Path, area: str, into: str):
     thread.join()
 
 
-def restore(engine: docker.DockerClient, stack: Stack, archive: Path, force: bool) -> dict:
-    """Puts everything in the archive back; refuses to overwrite anything without force."""
+def restore(engine: docker.DockerClient, stack: Stack, archive: Path, force: bool, environ=os.environ) -> dict:
+    """Puts everything in the archive back; refuses to overwrite anything without force, and any
+    archive verify() finds wrong before writing anything."""
     if stack.hub_containers(engine):
         raise SettingError("the hub is running; stop it first with `docker compose stop hub` (user servers may keep running)")
-    manifest = verify(archive)
+    manifest = verify(archive, environ)
     if not force and (taken := occupied(engine, stack, manifest)):
         raise SettingError(f"would overwrite {', '.join(taken)}; restore onto a fresh clone, "
                            "or add --force to replace them")

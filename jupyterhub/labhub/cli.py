@@ -151,8 +151,10 @@ def main(argv=None) -> None:
     sub.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                      help="leave out files in homes matching PATTERN (as tar's --exclude, e.g. .cache or '*.tmp'); repeatable")
     sub = command("restore", do_restore, "put a backup back, on a fresh clone or another machine",
-                  "Verifies every checksum first, then restores the hub database, secrets, site files and homes. "
-                  "The hub must be stopped; refuses to overwrite anything that exists unless --force.")
+                  "Verifies every checksum first, and that every member stays inside its area and the manifest "
+                  "names only this LabHub's own folders (a line per problem), then restores the hub database, "
+                  "secrets, site files and homes. The hub must be stopped; refuses to overwrite anything that "
+                  "exists unless --force.")
     sub.add_argument("archive", help="the backup archive, inside the LabHub folder (e.g. backups/labhub-....tar)")
     sub.add_argument("--force", action="store_true", help="overwrite what exists")
     command("status", do_status, "list running user servers: image, uptime, CPU, memory, GPUs")

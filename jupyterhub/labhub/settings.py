@@ -39,14 +39,15 @@ def site_or_template(site: Path) -> Path:
 
 
 class SettingError(SystemExit):
-    """A setting is wrong; str() is the one line shown to the admin.
+    """A setting is wrong; str() is the one line shown to the admin (a line per problem, where a
+    command finds several at once, e.g. restore in an archive).
 
     A SystemExit, so that wherever it is raised (the labhub command, or the hub's config file,
     whose ordinary exceptions would end up as a traceback) the process stops with just this line.
     """
 
     def __init__(self, message: str):
-        super().__init__(f"labhub: error: {message}")
+        super().__init__("\n".join(f"labhub: error: {line}" for line in message.splitlines()))
         self.message = message
 
     def __str__(self) -> str:
@@ -251,11 +252,12 @@ class Settings:
                                               _Reader.data_mounts)
     shared_dir: str = _row("", "host folder every user can write to, at ~/shared; its group is mapped in",
                            _Reader.host_path)
-    cluster_dir: str = _row("", "host tree mounted read-only, with each user's own subfolder writable",
+    cluster_dir: str = _row("", "host tree mounted read-only, with each user's own subfolder writable (theirs alone)",
                             _Reader.host_path)
     user_ids: str = _row("shared", "shared: every user is uid 1000; per-user: each gets its own host uid",
                          _Reader.choice, USER_ID_MODES, "mode")
-    first_uid: int = _row("20000", "first host uid given out with USER_IDS=per-user", _Reader.number, 1001, 2**31 - 2)
+    first_uid: int = _row("20000", "first host id given out to users: the group of their cluster area, and with "
+                          "USER_IDS=per-user their uid", _Reader.number, 1001, 2**31 - 2)
     mem_limit: str = _row("", "memory per server, e.g. 8G; empty: a quarter of the machine's", _Reader.size)
     cpu_limit: float | None = _row("", "CPUs per server, e.g. 2; empty: half of the machine's", _Reader.cpus)
     pids_limit: int = _row("4096", "processes and threads one server may run at once", _Reader.number, 64, 10**6)

@@ -14,6 +14,7 @@ from . import storage, swarm
 from .gpu import ASSIGNED_LABEL
 from .settings import Settings
 from .stack import Stack
+from .terminal import printable
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def table(found: list[Server], now: datetime.datetime) -> str:
 
 
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
-    """The rows as lines of left-aligned columns."""
+    """The rows as lines of left-aligned columns, each cell printable."""
+    rows = [tuple(map(printable, row)) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
@@ -147,6 +149,7 @@ def home_sizes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[t
 
 
 def homes_table(sizes: list[tuple[str, int]]) -> str:
+    sizes = [(printable(user), size) for user, size in sizes]
     width = max([len("USER")] + [len(user) for user, _ in sizes])
     lines = [f"{'USER'.ljust(width)}  {'SIZE':>10}"] + [f"{user.ljust(width)}  {size / 2**20:>6,.0f} MiB" for user, size in sizes]
     return "\n".join(lines + [f"{len(sizes)} home(s), {sum(size for _, size in sizes) / 2**30:,.1f} GiB in all"])

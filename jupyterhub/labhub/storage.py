@@ -2,9 +2,13 @@
 host root), the host's data folders, the group-shared folder and the cluster tree.
 
 Host folders are bind mounts of the `mount` type, so a missing one fails loudly instead of being
-created, root-owned, by Docker. The folders LabHub itself makes (homes and cluster subfolders under
-host roots) are made once, with the user's owner, by a short-lived helper container: the hub never
-sees the host's file system and never changes ownership of anything that exists.
+created, root-owned, by Docker. The folders LabHub itself makes (homes and cluster areas under
+host roots) are made once, with their owner, by a short-lived helper container: the hub never
+sees the host's file system and never changes ownership of anything that exists, but for its own
+former cluster areas (below).
+
+Every server may run as uid 1000, so what keeps one user's cluster area from the others is a
+group of its own: the area is root:<the user's id> 2770, and only that user's servers get the group.
 """
 
 import asyncio
@@ -77,10 +81,11 @@ def home_mounts(engine: docker.DockerClient, stack: Stack, s: Settings, root: st
 
 
 class UserIds:
-    """Host uids for LABHUB_USER_IDS=per-user: given out once, from FIRST_UID up, and remembered
-    in the hub's state volume, so a user's files keep one owner across restarts and upgrades."""
+    """A host id per user, given out once, from FIRST_UID up, and remembered in the hub's state
+    volume: the user's uid with LABHUB_USER_IDS=per-user (so their files keep one owner across
+    restarts and upgrades), and the group of their cluster area in either mode."""
 
-    def __init__(self, first_uid: int, path: Path = USER_IDS_FILE):
+    def __init__(self, first_uid: int, path: Path):
         self.first_uid, self.path = first_uid, path
         self.ids = json.loads(path.read_text()) if path.exists() else {}
 
@@ -91,17 +96,46 @@ class UserIds:
         return self.ids[username]
 
 
-def _make_folders(engine, stack: Stack, root: str, names: list[str], uid: int, gid: int) -> None:
-    """Makes root/name for each missing name, owned by uid:gid; existing folders are left alone."""
-    script = 'for d; do [ -d "$d" ] || install -d -o "$U" -g "$G" -m 0700 "$d"; done'
-    stack.run_helper(engine, ["sh", "-c", script, "sh", *(f"/root-folder/{n}" for n in names)],
-                     environment={"U": str(uid), "G": str(gid)},
-                     mounts=[docker.types.Mount("/root-folder", root, type="bind")])
+@dataclass(frozen=True)
+class Area:
+    """A folder of one user's that LabHub makes under a host root: its owner, group and mode."""
+    root: str
+    owner: int
+    group: int
+    mode: str  # octal, as chmod takes it
+    former: str = ""  # "uid:gid" LabHub gave such a folder before: brought to the above
+
+
+# For each area: made if missing; a former LabHub folder gets the new owner and mode (the folder
+# itself: its files keep theirs) and is reported; anything else that exists is left alone.
+_MAKE_AREAS = """
+while [ $# -gt 0 ]; do
+  d=$1 owner=$2 group=$3 mode=$4 former=$5; shift 5
+  if [ ! -d "$d" ]; then
+    install -d -o "$owner" -g "$group" -m "$mode" "$d"
+  elif [ -n "$former" ] && [ "$(stat -c '%u:%g' "$d")" = "$former" ]; then
+    chown "$owner:$group" "$d" && chmod "$mode" "$d" && echo "$d"
+  fi
+done
+"""
+
+
+def _make_areas(engine, stack: Stack, name: str, areas: list[Area]) -> list[str]:
+    """Makes each area's root/name, in one helper container; returns a line for each former one changed."""
+    args = [str(v) for i, a in enumerate(areas) for v in (f"/area/{i}/{name}", a.owner, a.group, a.mode, a.former)]
+    out = stack.run_helper(engine, ["sh", "-c", _MAKE_AREAS, "sh", *args],
+                           mounts=[docker.types.Mount(f"/area/{i}", a.root, type="bind") for i, a in enumerate(areas)])
+    changed = {f"/area/{i}/{name}": a for i, a in enumerate(areas)}
+    return [f"{a.root}/{name}: made by an older LabHub, owned by {a.former} (open to every server with that uid); "
+            f"now {a.owner}:{a.group} mode {a.mode}, its user's alone" for a in map(changed.get, out.decode().split())]
 
 
 def configure(c, ctx: "HubContext") -> None:
     s, stack = ctx.settings, ctx.stack
-    user_ids = UserIds(s.first_uid) if s.user_ids == "per-user" else None
+    user_ids = UserIds(s.first_uid, USER_IDS_FILE) if s.user_ids == "per-user" or s.cluster_dir else None
+
+    def uid(spawner) -> int:
+        return user_ids(spawner.escaped_name) if s.user_ids == "per-user" else IMAGE_UID
 
     mounts = [_bind(m.host, m.container, m.read_only) for m in s.data_mounts]
     if s.home_root:
@@ -116,21 +150,25 @@ def configure(c, ctx: "HubContext") -> None:
     if s.cluster_dir:
         mounts.append(_bind(s.cluster_dir, s.cluster_dir, read_only=True))
         mounts.append(_bind(f"{s.cluster_dir}/{{username}}", f"{s.cluster_dir}/{{username}}"))
+        # The group of the user's own area (root:<id> 2770): no other server has it.
+        hooks.merge(c, "extra_host_config", lambda spawner: {"group_add": [str(user_ids(spawner.escaped_name))]})
     hooks.merge(c, "mounts", mounts)
-
-    def uid(spawner) -> int:
-        return user_ids(spawner.escaped_name) if user_ids else IMAGE_UID
 
     # Always said, so that no image (a flavor that forgot `USER jovyan`) runs its server as root.
     hooks.merge(c, "extra_create_kwargs", lambda spawner: {"user": f"{uid(spawner)}:{IMAGE_GID}"})
-    if user_ids:
+    if s.user_ids == "per-user":
         # Without a passwd entry for the uid, Docker would set HOME=/.
         hooks.merge(c, "environment", {"HOME": HOME})
 
-    roots = [root for root in (s.home_root, s.cluster_dir) if root]
-    if roots:
+    def areas(spawner) -> list[Area]:
+        found = [Area(s.home_root, uid(spawner), IMAGE_GID, "0700")] if s.home_root else []
+        if s.cluster_dir:  # LabHub made them uid 1000's before: every server's, in the default mode
+            found.append(Area(s.cluster_dir, 0, user_ids(spawner.escaped_name), "2770", former=f"{IMAGE_UID}:{IMAGE_GID}"))
+        return found
+
+    if s.home_root or s.cluster_dir:
         async def make_own_folders(spawner):
-            for root in roots:
-                await asyncio.to_thread(_make_folders, ctx.engine, stack, root, [spawner.escaped_name], uid(spawner), IMAGE_GID)
+            for line in await asyncio.to_thread(_make_areas, ctx.engine, stack, spawner.escaped_name, areas(spawner)):
+                spawner.log.warning("labhub: %s", line)
 
         hooks.add_hook(c, "pre_spawn_hook", make_own_folders)

@@ -10,7 +10,9 @@ import subprocess
 import tarfile
 import threading
 
+import archives
 import harness
+from archives import folder, member
 
 # Lists every file and folder of a home with its type, mode, owner and size, and each file's SHA-256.
 LISTING = "cd /h && find . -printf '%p %y %m %U:%G %s\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2"
@@ -59,6 +61,36 @@ def admin_command(deployment, *args) -> str:
     return result.stdout
 
 
+def test_a_crafted_archive_writes_nothing_outside_its_areas():
+    """An archive that climbs out of hub/ into the LabHub folder, and whose manifest sends the
+    homes to a host folder the deployment does not use (restore binds it read-write): refused,
+    a line each, before anything is written, on the host or in the LabHub folder (.env included)."""
+    victim = harness.WORK / f"{harness.NAMESPACE}restore-victim"
+    shutil.rmtree(victim, ignore_errors=True)
+    victim.mkdir(parents=True)
+    deployment = harness.Deployment("restorecraft", harness.free_ports())
+    try:
+        env = (deployment.dir / ".env").read_text()
+        (deployment.dir / "backups").mkdir()
+        archives.crafted(deployment.dir / "backups/archive.tar", [
+            member("site/.env", data=b"LABHUB_AUTH=shared-password\n"),
+            member("hub/../../labhub/escaped.txt", data=b"in the LabHub folder"),  # /srv/jupyterhub/data/../..
+            folder("homes"), folder("homes/x"), member("homes/x/planted.txt", data=b"on the host")],
+            homes=str(victim), users=[])
+        restored = restore(deployment, "--force")  # even where the admin said it may overwrite
+        assert restored.returncode == 1, restored.stdout
+        assert [line for line in restored.stdout.splitlines() if line.startswith("labhub: error:")] == [
+            "labhub: error: archive.tar: hub/../../labhub/escaped.txt: an absolute name, or one with . or .. in it, "
+            "would be written outside its area; nothing was restored (use another backup)",
+            f"labhub: error: archive.tar: manifest: homes in {victim}, but the archive's .env keeps them in volumes "
+            "(LABHUB_HOME_ROOT); nothing was restored (use another backup)"]
+        assert list(victim.iterdir()) == [] and not (deployment.dir / "escaped.txt").exists()
+        assert (deployment.dir / ".env").read_text() == env
+    finally:
+        deployment.destroy()
+        shutil.rmtree(victim, ignore_errors=True)
+
+
 def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
     deployment = harness.Deployment("backup", harness.free_ports())  # beside the session's stack
     try:
@@ -85,8 +117,13 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         token = users["alice"].api("POST", "/users/alice/tokens", json={"note": "backup test"}).json()["token"]
         before = {name: home_listing(deployment, name) for name in ("alice", "bob")}
 
-        # The backup runs while carol's kernel writes and people keep logging in.
+        # What a user may make in their home but no restore writes: left out, with a line each.
         carol = users["carol"]
+        carol.execute(carol.start_kernel(), "import os; os.mkfifo('pipe'); os.symlink('../../..', 'up'); "
+                                            "os.symlink('/opt/conda/bin/python3', 'py'); open('tool', 'w').close(); "
+                                            "os.chmod('tool', 0o4755); 'ok'")
+
+        # The backup runs while carol's kernel writes and people keep logging in.
         carol.execute(carol.start_kernel(), WRITER)
         stop = threading.Event()
         logins = []
@@ -103,6 +140,8 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
             stop.set()
             thread.join()
         assert logins and set(logins) == {200}, logins
+        assert "labhub backup: left out homes/carol/pipe: a device or pipe: no backup of files holds one" in out
+        assert "labhub backup: left out homes/carol/up: a link to ../../.., outside its area" in out
         archive = deployment.dir / out.strip().splitlines()[-1].split()[2]
 
         # The database in the archive is whole: SQLite's own check, and every user is in it.
@@ -145,6 +184,9 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
         carol.login("carol", "Lab-Notebook-2026")
         count, bad = eval(carol.execute(carol.start_kernel(), check))  # noqa: S307 (a tuple we made)
         assert count > 0 and bad == [], (count, bad)
+        # Her venv-like link came back as it was; the setuid bit did not; the pipe and the link out did not.
+        kept = "import os; os.readlink('py'), oct(os.stat('tool').st_mode & 0o7777), os.path.lexists('pipe'), os.path.lexists('up')"
+        assert eval(carol.execute(carol.start_kernel(), kept)) == ("/opt/conda/bin/python3", "0o755", False, False)  # noqa: S307
     finally:
         deployment.destroy()
 

@@ -354,6 +354,19 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
         assert harness.docker("exec", stack.user_container("maint"), "sudo", "-n", "id", "-u") == "0"
 
 
+def test_a_name_that_would_share_anothers_home_is_refused(stack, admin):
+    """DockerSpawner's escaping writes bytes below 0x10 with one hex digit: "\x0c3\x0bc" would be
+    -c3-bc, as "ü" is: one home for two people. Names with control characters are refused."""
+    twin = harness.HubClient(stack)
+    twin.http.get(twin.url("/hub/signup")).raise_for_status()
+    r = twin.http.post(twin.url("/hub/signup"), data={
+        "username": "\x0c3\x0bc", "signup_password": "Lab-Notebook-2026",
+        "signup_password_confirmation": "Lab-Notebook-2026", "_xsrf": twin.http.cookies.get("_xsrf")})
+    assert "has been sent to the admin" not in r.text
+    assert admin.api("GET", "/users/" + requests.utils.quote("\x0c3\x0bc", safe="")).status_code == 404
+    harness.native_user(stack, admin, "\u00fc")  # the name it would have shared a home with
+
+
 def test_locked_account_stays_locked_across_a_hub_restart(stack, admin):
     harness.native_user(stack, admin, "cleo")  # signed up, approved, logged in once
     for _ in range(5):

@@ -54,6 +54,23 @@ def test_native_is_the_default_and_hardened(tmp_path):
     assert c.Authenticator.allow_existing_users is False
 
 
+@pytest.mark.parametrize("method", ["native", "shared-password"])
+def test_names_that_would_share_a_home_are_refused_by_every_method(tmp_path, method):
+    from escapism import escape
+    from jupyterhub.auth import Authenticator
+
+    (tmp_path / "shared-password").write_text("a-long-enough-password\n")
+    authenticator = Authenticator(config=configured(tmp_path, auth=method))
+    # DockerSpawner's escaping (escapism, lower-cased) gives these two one name: one home.
+    twin, name = "\x0c3\x0bc", "\u00fc"
+    assert escape(twin, escape_char="-").lower() == escape(name, escape_char="-").lower()
+    assert not authenticator.validate_username(twin)
+    for refused in ("ann\n", "a\x00b", "esc\x1b[2J", "del\x7f", "tab\tbed"):
+        assert not authenticator.validate_username(refused), refused
+    for allowed in (name, "jo-anne", "d'arcy", "mary.kate", "zoë", "李"):
+        assert authenticator.validate_username(allowed), allowed
+
+
 def test_native_login_handler_is_replaced_by_the_jupyterhub_6_shim():
     handlers = dict(auth.LabHubNativeAuthenticator(add_new_table=False).get_handlers(None))
     assert handlers["/login"] is auth._LoginHandler

@@ -14,6 +14,9 @@ from labhub import backup, settings
 from labhub.settings import SettingError
 from labhub.stack import Stack
 
+import archives
+from archives import folder, member
+
 STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
               context_dir="/lab/jupyterhub/context")
 
@@ -121,3 +124,126 @@ def test_progress_without_a_terminal_prints_every_tenth():
     for _ in range(100):
         progress.add(1)
     assert out.getvalue().splitlines() == [f"homes: {p}% (0.0 MiB)" for p in range(10, 101, 10)]
+
+
+# --- archives crafted to write where a restore must not -------------------------------------
+
+
+HOME = [folder("homes"), folder("homes/alice", 0o700), member("homes/alice/notes.txt", data=b"notes")]
+
+
+def crafted(tmp_path, members, listed=True, **manifest):
+    return archives.crafted(tmp_path / "crafted.tar", members, listed, **manifest)
+
+
+def refused(lab, tmp_path, archive) -> list[str]:
+    """The lines a restore of archive stops with, after checking that it wrote nothing."""
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SettingError) as e:
+        backup.restore(engine(), STACK, archive, force=True)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, anywhere
+    lines = str(e.value.code).splitlines()
+    assert all(line.startswith(f"labhub: error: {archive.name}: ") and
+               line.endswith("; nothing was restored (use another backup)") for line in lines), lines
+    return [line.removeprefix(f"labhub: error: {archive.name}: ").removesuffix("; nothing was restored (use another backup)")
+            for line in lines]
+
+
+@pytest.fixture
+def no_settings(monkeypatch):
+    """The LabHub folder's settings (the admin command's environment): none, as on a fresh clone."""
+    for name in ("LABHUB_HOME_ROOT", "LABHUB_SHARED_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+OUTSIDE = "an absolute name, or one with . or .. in it, would be written outside its area"
+
+
+@pytest.mark.parametrize("bad, line", [
+    (member("hub/../escaped.txt", data=b"x"), f"hub/../escaped.txt: {OUTSIDE}"),
+    (member("site/../escaped.txt", data=b"x"), f"site/../escaped.txt: {OUTSIDE}"),
+    (member("/tmp/escaped.txt", data=b"x"), f"/tmp/escaped.txt: {OUTSIDE}"),
+    (member("homes/alice/../../escaped.txt", data=b"x"), f"homes/alice/../../escaped.txt: {OUTSIDE}"),
+    (member("homes/alice/up", tarfile.SYMTYPE, link="../../.."), "homes/alice/up: a link to ../../.., outside its area"),
+    (member("homes/alice/peek", tarfile.SYMTYPE, link="../bob"), "homes/alice/peek: a link to ../bob, outside its area"),
+    (member("homes/alice/key", tarfile.LNKTYPE, link="hub/jupyterhub_cookie_secret"),
+     "homes/alice/key: a hard link to hub/jupyterhub_cookie_secret, which is no file of its area before it"),
+    (member("homes/alice/shadow", tarfile.LNKTYPE, link="/etc/shadow"),
+     "homes/alice/shadow: a hard link to /etc/shadow, which is no file of its area before it"),
+    (member("homes/alice", tarfile.SYMTYPE, link="/"), "homes/alice: a home or shared folder that is no folder"),
+    (member("homes/alice/null", tarfile.CHRTYPE), "homes/alice/null: a device or pipe: no backup of files holds one"),
+    (member("homes/alice/disk", tarfile.BLKTYPE), "homes/alice/disk: a device or pipe: no backup of files holds one"),
+    (member("homes/alice/pipe", tarfile.FIFOTYPE), "homes/alice/pipe: a device or pipe: no backup of files holds one"),
+    (member("homes/alice/sh", data=b"\x7fELF", mode=0o4755), "homes/alice/sh: a setuid or setgid file: no backup holds one"),
+    (member("site/docker-compose.yml", data=b"services: {}"), "site/docker-compose.yml: not one of the site files a backup holds"),
+    (member("site/secret/tls", tarfile.SYMTYPE, link="/etc"), "site/secret/tls: not one of the site files a backup holds"),
+    (member("hub/sub/file", data=b"x"), "hub/sub/file: not a file of the hub's state"),
+    (member("homes/mallory/x", data=b"x"), "homes/mallory/x: outside the areas the manifest lists"),
+    (member("shared/x", data=b"x"), "shared/x: outside the areas the manifest lists"),
+    (member("elsewhere/x", data=b"x"), "elsewhere/x: outside the areas the manifest lists"),
+    (member("homes/alice/eve\x1b[2J", data=b"x", mode=0o6755),
+     r"homes/alice/eve\x1b[2J: a setuid or setgid file: no backup holds one"),  # printed escaped
+])
+def test_each_member_that_would_land_outside_its_area_is_refused_before_anything_is_written(lab, tmp_path, no_settings,
+                                                                                             bad, line):
+    populate(lab)
+    good = [member("hub/jupyterhub_cookie_secret", data=b"c0ffee"), member("site/.env", data=b"LABHUB_AUTH=native\n")]
+    assert refused(lab, tmp_path, crafted(tmp_path, [*good, *HOME, bad])) == [line]
+
+
+def test_nothing_is_written_through_a_link_the_archive_made_or_replaced_a_folder_with(lab, tmp_path, no_settings):
+    """A user's symlink to anywhere is their own (a venv's python points into the image), kept as
+    it is; but no member may then be written under it, however the archive gets there."""
+    members = [*HOME, member("homes/alice/etc", tarfile.SYMTYPE, link="/etc"),
+               member("homes/alice/etc/cron.d", tarfile.DIRTYPE),
+               folder("homes/alice/data"), member("homes/alice/data", tarfile.SYMTYPE, link="/"),  # folder -> link
+               member("homes/alice/data/passwd", data=b"root::0:0::/:/bin/sh")]
+    assert refused(lab, tmp_path, crafted(tmp_path, members)) == [
+        "homes/alice/etc/cron.d: would be written under homes/alice/etc, which is no folder made before it",
+        "homes/alice/data/passwd: would be written under homes/alice/data, which is no folder made before it"]
+
+
+def test_a_home_as_a_backup_makes_it_passes_the_checks(tmp_path, no_settings):
+    """Folders, files, a venv's absolute link, links within the home, a hard link to a file of it."""
+    members = [*HOME, folder("homes/alice/venv"), folder("homes/alice/venv/bin"),
+               member("homes/alice/venv/bin/python", tarfile.SYMTYPE, link="/opt/conda/bin/python3"),
+               member("homes/alice/venv/bin/python3", tarfile.SYMTYPE, link="python"),
+               member("homes/alice/latest", tarfile.SYMTYPE, link="venv/../notes.txt"),
+               member("homes/alice/again.txt", tarfile.LNKTYPE, link="homes/alice/notes.txt")]
+    assert backup.verify(crafted(tmp_path, members), {})["users"] == ["alice"]
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(lab, tmp_path, no_settings):
+    assert refused(lab, tmp_path, crafted(tmp_path, HOME, listed=False)) == [
+        "homes/alice/notes.txt: a file the manifest does not list"]
+
+
+@pytest.mark.parametrize("env, manifest, line", [
+    ("", {"homes": "/etc", "users": []}, "manifest: homes in /etc, but .env keeps them in volumes (LABHUB_HOME_ROOT)"),
+    ("LABHUB_HOME_ROOT=/srv/homes  # the lab's\n", {"homes": "/", "users": []},
+     "manifest: homes in /, but the archive's .env keeps them in /srv/homes (LABHUB_HOME_ROOT)"),
+    ("", {"shared": "/root"}, "manifest: shared folder /root, but .env has none (LABHUB_SHARED_DIR)"),
+    ("LABHUB_SHARED_DIR=/data/shared\n", {"shared": "/data"},
+     "manifest: shared folder /data, but the archive's .env has /data/shared (LABHUB_SHARED_DIR)"),
+    ("", {"users": ["alice", "../../x"]}, "manifest: user '../../x' is not an escaped user name"),
+])
+def test_manifest_paths_other_than_the_deployments_own_are_refused(lab, tmp_path, no_settings, env, manifest, line):
+    """The homes and shared folder the manifest names are bound read-write into the helper that
+    restores them: only those the deployment's settings name after the restore may be."""
+    members = [member("site/.env", data=env.encode())] if env else []
+    assert refused(lab, tmp_path, crafted(tmp_path, members, **manifest)) == [line]
+
+
+def test_the_deployments_own_host_folders_pass(tmp_path, monkeypatch):
+    archive = crafted(tmp_path, [member("site/.env", data=b'LABHUB_HOME_ROOT="/srv/homes/"\nLABHUB_SHARED_DIR=/data/shared\n')],
+                      homes="/srv/homes", users=[], shared="/data/shared")
+    assert backup.verify(archive, {})["homes"] == "/srv/homes"  # the archive's .env: restored first
+    archive = crafted(tmp_path, [], homes="/srv/homes", users=[])
+    assert backup.verify(archive, {"LABHUB_HOME_ROOT": "/srv/homes"})["homes"] == "/srv/homes"  # the folder's own
+
+
+def test_every_problem_gets_its_line(lab, tmp_path, no_settings):
+    members = [*HOME, member("hub/../x", data=b"x"), member("homes/alice/pipe", tarfile.FIFOTYPE)]
+    assert refused(lab, tmp_path, crafted(tmp_path, members, homes="/etc", users=[])) == [
+        f"hub/../x: {OUTSIDE}", "homes/alice/pipe: a device or pipe: no backup of files holds one",
+        "manifest: homes in /etc, but .env keeps them in volumes (LABHUB_HOME_ROOT)"]

@@ -89,3 +89,21 @@ def test_in_swarm_mode_servers_are_the_services_running_tasks_with_their_node():
     [ann] = status.servers(engine, stack, swarm_mode=True)
     assert (ann.user, ann.image, ann.node, ann.gpus, ann.memory_limit) == \
         ("ann", "labhub/jupyterlab-base:latest", "gpu-box", "GPU-1", 2**30)
+
+
+HOSTILE = "eve\x1b[2J\r\n\u202eevil\\x1b"  # clears the screen, overwrites the line, turns text around
+SHOWN = r"eve\x1b[2J\r\n\u202eevil\\x1b"  # as printed: every character there, none acting on the terminal
+
+
+def test_names_are_printed_escaped_in_status_homes_and_nodes(monkeypatch):
+    """User and server names come from what users chose (a sign-up name, a folder's or a volume's
+    name, unescaped): no control character, line break or bidi override reaches the admin's terminal."""
+    now = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.timezone.utc)
+    servers = [status.Server(HOSTILE, HOSTILE, "labhub/jupyterlab-base:latest", now, 1.0, 0, 2**30, "", node=HOSTILE)]
+    node = {"ID": "n1", "Spec": {"Role": "worker", "Availability": "active"}, "Status": {"State": "ready"},
+            "Description": {"Hostname": HOSTILE, "Resources": {}}}
+    engine = SimpleNamespace(api=SimpleNamespace(services=lambda filters: [], tasks=lambda filters: [], nodes=lambda: [node]))
+    for printed in (status.table(servers, now), status.homes_table([(HOSTILE, 2**20)]), status.nodes_table(engine)):
+        assert all(ch.isprintable() for line in printed.splitlines() for ch in line), printed
+        assert SHOWN in printed.splitlines()[1]
+    assert status.table(servers, now).splitlines()[1].split()[:3] == [SHOWN, SHOWN, "labhub/jupyterlab-base:latest"]

@@ -1,0 +1,9 @@
+"""What the admin command prints of names it did not choose (user and server names, folder and
+volume names, an archive's members): a user can put control characters there (`\x1b[2J` clears
+the admin's screen, `\r` overwrites a line, U+202E turns text around), so they are shown escaped."""
+
+
+def printable(text: str) -> str:
+    """text with each character a terminal would not just show (and the backslash, so that an
+    escape cannot be forged) written as Python writes it in a string: `\\x1b`, `\\r`, `\\u202e`."""
+    return "".join(ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode() for ch in text)
