@@ -44,40 +44,47 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 # In the server's environment: its gateway (the start command's probe), the hub's address, the nodes'.
 PROBE, HUB, BLOCK = "LABHUB_GUARD_PROBE", "LABHUB_GUARD_HUB", "LABHUB_GUARD_BLOCK"
-# Run by the helper in the server's network namespace. The chain is made first, so a second helper
-# for the same container (the agent looks again after a restart) leaves it be, and put in force
-# last, whole. Replies go out (to the hub's and the proxy's requests), never a connection the
-# server opens; TCP is reset, so that connections fail at once rather than hang.
+# Run by the helper in the server's network namespace: one iptables-restore, so the rules take
+# force together (and in a fraction of the time of one iptables command each); a second helper for
+# the same container (the agent looks again after a restart) leaves them be. Replies go out (to
+# the hub's and the proxy's requests), never a connection the server opens; TCP is reset, so that
+# connections fail at once rather than hang.
 RULES = f"""set -e
-iptables -w -N labhub-guard 2>/dev/null || exit 0
-iptables -w -A labhub-guard -o lo -j RETURN
-iptables -w -A labhub-guard -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
-iptables -w -A labhub-guard -d "$HUB" -j RETURN
+! iptables -w -n -L labhub-guard >/dev/null 2>&1 || exit 0
 shut() {{
-  iptables -w -A labhub-guard -d "$1" -p tcp -j REJECT --reject-with tcp-reset
-  iptables -w -A labhub-guard -d "$1" -j DROP
+  echo "-A labhub-guard -d $1 -p tcp -j REJECT --reject-with tcp-reset"
+  echo "-A labhub-guard -d $1 -j DROP"
 }}
-for node in $BLOCK; do shut "$node"; done
-iptables -w -A labhub-guard -p udp --dport 53 -j RETURN
-iptables -w -A labhub-guard -p tcp --dport 53 -j RETURN
-for range in {' '.join(PRIVATE_RANGES)}; do shut "$range"; done
-iptables -w -A OUTPUT -j labhub-guard
+{{
+  echo "*filter"
+  echo ":labhub-guard - [0:0]"
+  echo "-A labhub-guard -o lo -j RETURN"
+  echo "-A labhub-guard -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
+  echo "-A labhub-guard -d $HUB -j RETURN"
+  for node in $BLOCK; do shut "$node"; done
+  echo "-A labhub-guard -p udp --dport 53 -j RETURN"
+  echo "-A labhub-guard -p tcp --dport 53 -j RETURN"
+  for range in {' '.join(PRIVATE_RANGES)}; do shut "$range"; done
+  echo "-A OUTPUT -j labhub-guard"
+  echo COMMIT
+}} | iptables-restore -w --noflush
 """
 # The head of a server's start command (labhub.bootstrap): with PROBE set, nothing runs until a
-# datagram to the gateway is refused with EPERM, which only a local DROP rule gives.
+# datagram to the gateway is refused with EPERM, which only a local DROP rule gives; looked at
+# every 50 ms by one process, for a minute at most.
 WAIT = f"""
 if [ -n "${{{PROBE}:-}}" ]; then
-  tries=0
-  until python3 -I -c 'import socket, sys
-try:
-    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
-except PermissionError:
-    sys.exit(0)
-sys.exit(1)' "${PROBE}"; do
-    tries=$((tries + 1))
-    [ $tries -lt 120 ] || {{ echo "labhub: private networks were not shut off; not starting" >&2; exit 1; }}
-    sleep 0.5
-  done
+  python3 -I -c 'import socket, sys, time
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(1200):
+    try:
+        probe.sendto(b"", (sys.argv[1], 9))
+    except PermissionError:
+        sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.05)
+sys.exit(1)' "${PROBE}" || {{ echo "labhub: private networks were not shut off; not starting" >&2; exit 1; }}
 fi
 """
 RECENT_SECONDS = 90  # a container started longer ago has its rules, or gave up waiting for them

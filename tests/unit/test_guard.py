@@ -15,38 +15,43 @@ from labhub import guard, settings
 
 from contexts import STACK, hub_context
 
-# Records each call; `-N` fails when the chain was made before, as iptables does.
+# iptables says whether the chain is there; iptables-restore records the rules it is given.
 FAKE_IPTABLES = """#!/bin/sh
-echo "$*" >> "$LOG"
-if [ "$2" = -N ]; then [ ! -e "$LOG.chain" ] || exit 1; touch "$LOG.chain"; fi
+[ -e "$LOG.chain" ]
+"""
+FAKE_RESTORE = """#!/bin/sh
+[ "$*" = "-w --noflush" ] || exit 2
+cat >> "$LOG" && touch "$LOG.chain"
 """
 
 
 def run_rules(tmp_path, hub: str, block: str) -> list[str]:
-    (tmp_path / "iptables").write_text(FAKE_IPTABLES)
-    (tmp_path / "iptables").chmod(0o755)
-    log = tmp_path / "calls"
+    """The rules the helper's shell hands iptables-restore, as lines."""
+    for name, script in (("iptables", FAKE_IPTABLES), ("iptables-restore", FAKE_RESTORE)):
+        (tmp_path / name).write_text(script)
+        (tmp_path / name).chmod(0o755)
+    log = tmp_path / "rules"
     env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "LOG": str(log), "HUB": hub, "BLOCK": block}
     subprocess.run(["sh", "-c", guard.RULES], env=env, check=True)
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_the_rules_let_the_hub_through_shut_the_nodes_before_dns_and_take_force_last(tmp_path):
-    calls = run_rules(tmp_path, "10.213.0.2", "198.18.0.2 198.18.0.3")
-    at = [call.removeprefix("-w ") for call in calls].index
-    assert at("-N labhub-guard") == 0 and at("-A OUTPUT -j labhub-guard") == len(calls) - 1
+def test_the_rules_let_the_hub_through_shut_the_nodes_before_dns_and_take_force_together(tmp_path):
+    rules = run_rules(tmp_path, "10.213.0.2", "198.18.0.2 198.18.0.3")
+    at = rules.index
+    assert rules[:2] == ["*filter", ":labhub-guard - [0:0]"] and rules[-2:] == ["-A OUTPUT -j labhub-guard", "COMMIT"]
     assert at("-A labhub-guard -d 10.213.0.2 -j RETURN") < at("-A labhub-guard -d 198.18.0.2 -j DROP")
     # A node's name server is no way through: the nodes are shut before port 53 is let out.
     assert at("-A labhub-guard -d 198.18.0.3 -j DROP") < at("-A labhub-guard -p udp --dport 53 -j RETURN")
     for shut in ("198.18.0.2", "198.18.0.3", *guard.PRIVATE_RANGES):
         assert at(f"-A labhub-guard -d {shut} -p tcp -j REJECT --reject-with tcp-reset") > 0
     # A second helper for the same container (the agent looked again) changes nothing.
-    assert run_rules(tmp_path, "10.213.0.2", "") == calls + ["-w -N labhub-guard"]
+    assert run_rules(tmp_path, "10.213.0.2", "") == rules
 
 
 def test_one_machine_has_no_nodes_to_shut(tmp_path):
-    calls = run_rules(tmp_path, "10.213.0.2", "")
-    assert not [call for call in calls if "198.18" in call] and calls[-1] == "-w -A OUTPUT -j labhub-guard"
+    rules = run_rules(tmp_path, "10.213.0.2", "")
+    assert not [rule for rule in rules if "198.18" in rule] and rules[-2] == "-A OUTPUT -j labhub-guard"
 
 
 def configured(s, nodes=()):
