@@ -139,7 +139,8 @@ class LabHubSwarm(LabHub):
 
     def up(self) -> None:
         self.cluster.start(["labhub/hub:latest", "labhub/proxy:latest", "traefik:v3.7", "labhub/jupyterlab-base:latest"])
-        self.cluster.load(self.cluster.worker, ["labhub/jupyterlab-base:latest"])
+        # What `./labhub nodes push` copies: the user image, and the hub's (the guard agent runs it there).
+        self.cluster.load(self.cluster.worker, ["labhub/jupyterlab-base:latest", "labhub/hub:latest"])
         super().up()
 
     def destroy(self) -> None:

@@ -154,8 +154,9 @@ class Deployment:
         """Removes everything the deployment made: containers (user servers too), volumes, networks."""
         if (self.dir / self.compose_file).exists():
             self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
-        services = run("docker", "service", "ls", "-q", "--filter", f"name={self.project}-user-", check=False, env=self.env)
-        if services.returncode == 0 and services.stdout.split():  # swarm mode (labhub.swarm)
+        # Swarm mode: the servers' services (labhub.swarm) and the guard agent's (labhub.guard).
+        services = run("docker", "service", "ls", "-q", "--filter", f"name={self.project}-", check=False, env=self.env)
+        if services.returncode == 0 and services.stdout.split():
             self.docker("service", "rm", *services.stdout.split(), check=False)
         users = self.docker("ps", "-aq", "--filter", f"name=^{self.project}-user-", check=False).split()
         if users:

@@ -5,6 +5,8 @@ in a container of the outer engine (tests/peers/swarm-node), on a network of the
   engine through a unix socket in a host folder, DOCKER_HOST), and publishes the deployment's ports
   on the host. The test work folder is mounted at the same path, so compose's bind mounts resolve.
 - node2 is a worker advertising one (fake) GPU as the Swarm generic resource NVIDIA-GPU.
+- The nodes' addresses are outside every private range (198.18.0.0/15, set aside for tests), as a
+  lab's nodes with public addresses have them: what keeps servers off them must know them.
 - Shared storage: one host folder mounted at /srv/nfs on both, as NFS would be; the LabHub host
   folders are made there and reached through symlinks in each node (/srv/homes -> /srv/nfs/homes),
   so a test can take one away from one node.
@@ -15,6 +17,7 @@ The engines need more than an ordinary container (SYS_ADMIN, NET_ADMIN, SYS_PTRA
 exec, no seccomp/AppArmor profile, the host's cgroups), never --privileged, which this machine refuses.
 """
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -24,6 +27,7 @@ from pathlib import Path
 from harness import NAMESPACE, REPO, WORK, docker
 
 NODE_IMAGE = "labhub-test/swarm-node:latest"
+PUBLIC_LOOKING = "198.18.0.0/15"  # benchmarking's (RFC 2544): in no private range, routed nowhere
 HOME_ROOT = "/srv/homes"  # LABHUB_HOME_ROOT, the same path on every node
 GPU_KIND = "NVIDIA-GPU"
 NODE_OPTIONS = ("--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE",
@@ -88,7 +92,7 @@ class Swarm:
         """Both engines up, the swarm formed, the images loaded into the manager."""
         docker("build", "--quiet", "-f", str(REPO / "tests/peers/swarm-node/Dockerfile"), "-t", NODE_IMAGE, str(REPO))
         self.remove()
-        docker("network", "create", self.network)
+        self.create_network()
         (self.shared / "homes").mkdir(parents=True, exist_ok=True)
         http, https = self.ports
         WORK.mkdir(parents=True, exist_ok=True)
@@ -101,6 +105,16 @@ class Swarm:
         token = self.manager.docker("swarm", "join-token", "-q", "worker").stdout.strip()
         self.worker.docker("swarm", "join", "--token", token, f"{self.manager.ip()}:2377")
         self.load(self.manager, images)
+
+    def create_network(self) -> None:
+        """The nodes' network, on the first /24 of 198.18.0.0/15 no other network of the engine has."""
+        for subnet in ipaddress.ip_network(PUBLIC_LOOKING).subnets(new_prefix=24):
+            made = subprocess.run(["docker", "network", "create", "--subnet", str(subnet), self.network],
+                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if made.returncode == 0:
+                return
+            assert "overlap" in made.stdout, made.stdout
+        raise RuntimeError(f"no free /24 in {PUBLIC_LOOKING} for the swarm's network")
 
     @staticmethod
     def load(node: Node, images: list[str]) -> None:

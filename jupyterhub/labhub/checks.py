@@ -152,9 +152,9 @@ def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Setting
     # The hub makes the catalog at its start (and refuses without the default flavor); check does here.
     catalog = _collected(images.Catalog, engine, False, mem, cpus)
     problems = [str(error) for error in facts.errors] + catalog + engine_problems(engine, stack, facts, s)
-    if s.swarm and not facts.errors:  # every node must have every user image and host folder
+    if s.swarm and not facts.errors:  # every node must have LabHub's images and host folders, and IPsec
         refs = [flavor.ref for flavor in images.built_flavors(engine).values()]
-        problems += swarm.node_problems(engine, s, refs)
+        problems += swarm.node_problems(engine, s, refs, stack.hub_image_name)
     return problems
 
 

@@ -23,13 +23,14 @@ def add_hook(c, name: str, hook) -> None:
 
 
 def merged(first, second):
-    """Lists are joined; dicts take the second's keys, their list values joined likewise."""
+    """Lists are joined; dicts take the second's keys, their list and dict values merged likewise
+    (e.g. the container labels of two concerns)."""
     if isinstance(first, list) and isinstance(second, list):
         return first + second
     result = dict(first)
     for key, value in second.items():
-        result[key] = merged(result[key], value) if isinstance(value, list) and isinstance(result.get(key), list) \
-            else value
+        same_kind = any(isinstance(value, kind) and isinstance(result.get(key), kind) for kind in (list, dict))
+        result[key] = merged(result[key], value) if same_kind else value
     return result
 
 

@@ -14,8 +14,8 @@ import threading
 
 import docker
 
-from . import (auth, bootstrap, certs, checks, chp, containers, context, gpu, images, network, resources, settings,
-               spawner, stack, storage)
+from . import (auth, bootstrap, certs, checks, chp, containers, context, gpu, guard, images, network, resources,
+               settings, spawner, stack, storage)
 from .context import HubContext
 from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR
 from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
@@ -27,6 +27,7 @@ STEPS = (
     spawner.configure,  # DockerSpawner (LABHUB_SWARM: Swarm services), noticing a started server at once
     chp.configure,  # the routes to servers live in the chp service, which outlives hub restarts
     network.configure,  # each server alone on a network of its own with the hub
+    guard.configure,  # no private ranges, no swarm node (LABHUB_BLOCK_PRIVATE_NETWORKS)
     containers.configure,  # not root, no capabilities, a process limit (sudo for LABHUB_SUDO_USERS)
     storage.configure,  # homes, the host's data folders, the shared folder, host user ids
     images.configure,  # the built flavors, and the chosen one's image and limits

@@ -17,13 +17,12 @@ stops, which is how networks become unused), so that networks, bridges and the h
 do not pile up on a hub that runs for months; the hub's next start removes all those left without
 a server.
 
-With LABHUB_BLOCK_PRIVATE_NETWORKS=true, a server cannot reach private address ranges either (the
-lab's network, the host's addresses, a cloud's metadata address): just after the server's container
-starts, a short-lived helper joins its network namespace with NET_ADMIN and drops, in the
-namespace's own firewall, everything to those ranges but the hub and name lookups. The rules live
-and die with the container; the user, without capabilities, cannot change them; the host's own
-firewall is left alone. The container's start command waits until they are in force (a connection
-to its gateway is then refused locally), and gives up, not starting the server, after a minute.
+In swarm mode a new network is encrypted (IPsec between the nodes, so that logins' cookies, API
+tokens and kernel messages do not cross the lab's network in clear) when every node servers may
+land on can encrypt (labhub.swarm.Encryption); otherwise it is not, and the hub's log and `labhub
+check` name the nodes that cannot.
+
+What else a server may reach (LABHUB_BLOCK_PRIVATE_NETWORKS) is labhub.guard's.
 """
 
 import asyncio
@@ -40,6 +39,7 @@ from docker.types import IPAMConfig, IPAMPool
 
 from . import chp, hooks
 from .stack import USERS_NETWORK_LABEL, Stack
+from .swarm import Encryption
 
 if TYPE_CHECKING:
     from .context import HubContext
@@ -49,38 +49,7 @@ SUBNET_PREFIX = 29
 SWARM_SUBNET_PREFIX = 28
 KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
-# Run by the helper in the server's network namespace; HUB is the hub's address there. Replies
-# go out too (to the proxy's requests), never a connection the server opens.
-GUARD_RULES = f"""set -e
-iptables -w -A OUTPUT -o lo -j ACCEPT
-iptables -w -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-iptables -w -A OUTPUT -d "$HUB" -j ACCEPT
-iptables -w -A OUTPUT -p udp --dport 53 -j ACCEPT
-iptables -w -A OUTPUT -p tcp --dport 53 -j ACCEPT
-for range in {' '.join(PRIVATE_RANGES)}; do
-  iptables -w -A OUTPUT -d "$range" -p tcp -j REJECT --reject-with tcp-reset
-  iptables -w -A OUTPUT -d "$range" -j DROP
-done
-"""
-# The head of a server's start command (labhub.bootstrap): with LABHUB_GUARD_PROBE (its gateway)
-# set, nothing runs until a datagram there is refused with EPERM, which only a local DROP rule
-# gives (TCP connections are reset instead, so that they fail at once rather than hang).
-WAIT_FOR_GUARD = """
-if [ -n "${LABHUB_GUARD_PROBE:-}" ]; then
-  tries=0
-  until python3 -I -c 'import socket, sys
-try:
-    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
-except PermissionError:
-    sys.exit(0)
-sys.exit(1)' "$LABHUB_GUARD_PROBE"; do
-    tries=$((tries + 1))
-    [ $tries -lt 120 ] || { echo "labhub: private networks were not shut off; not starting" >&2; exit 1; }
-    sleep 0.5
-  done
-fi
-"""
+
 
 def server_network(stack: Stack, spawner) -> str:
     """The network of one server, e.g. labhub_user-jo-2danne for container labhub-user-jo-2danne.
@@ -112,8 +81,9 @@ class ServerNetworks:
     starts."""
 
     def __init__(self, engine: docker.DockerClient, stack: Stack, pool: ipaddress.IPv4Network, with_proxy: bool,
-                 swarm: bool = False):
+                 swarm: bool = False, encryption=None):
         self.engine, self.stack, self.pool, self.swarm = engine, stack, pool, swarm
+        self.encryption = encryption  # swarm mode: a labhub.swarm.Encryption
         self.hub = engine.containers.get(socket.gethostname())  # the hub's own container
         self.with_proxy = with_proxy  # whether a chp service routes to the servers (not hub-direct)
         self.proxy = self._running_proxy()
@@ -264,31 +234,11 @@ class ServerNetworks:
             log.info("Removed the networks of servers stopped a day ago or more: %s", ", ".join(removed))
         return removed
 
-    def guard(self, container_name: str, hub_ip: str) -> None:
-        """Waits for the server's container to run, then shuts private ranges off inside it."""
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                container = self.engine.containers.get(container_name)
-                if container.status == "running":
-                    break
-            except NotFound:
-                pass
-            if time.monotonic() > deadline:
-                log.warning("Container %s did not start; private networks not shut off (it will not serve)",
-                            container_name)
-                return
-            time.sleep(0.2)
-        try:
-            self.stack.run_helper(self.engine, ["sh", "-c", GUARD_RULES], environment={"HUB": hub_ip},
-                                  network_mode=f"container:{container.id}", cap_drop=["ALL"], cap_add=["NET_ADMIN"])
-        except docker.errors.DockerException as e:  # the server then refuses to start
-            log.error("Could not shut private networks off for %s: %s", container_name, e)
-
     def _create(self, name: str):
         # Another engine user (e.g. a second deployment) may take the same subnet between our
         # look and our create: then look again.
         prefix = SWARM_SUBNET_PREFIX if self.swarm else SUBNET_PREFIX
+        options = {"encrypted": ""} if self.encryption and not self.encryption.lacking() else None
         for _ in range(5):
             subnet = free_subnet(self.pool, used_subnets(self.engine), prefix)
             if subnet is None:
@@ -299,7 +249,7 @@ class ServerNetworks:
             upper = list(subnet.subnets(prefixlen_diff=1))[1]
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]), iprange=str(upper))])
             try:
-                return self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge",
+                return self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge", options=options,
                                                    attachable=self.swarm or None, ipam=ipam, labels=self._labels())
             except APIError as e:
                 if "overlap" not in str(e).lower():
@@ -319,7 +269,12 @@ class ServerNetworks:
 def configure(c, ctx: "HubContext") -> None:
     """Per-server networks, the hub reachable as `hub` on each, and the proxy on each."""
     s, stack = ctx.settings, ctx.stack
-    networks = ServerNetworks(ctx.engine, stack, s.user_subnets, with_proxy=not s.hub_ssl, swarm=s.swarm)
+    encryption = None
+    if s.swarm:
+        encryption = Encryption(ctx.engine, stack.hub_image_name)
+        threading.Thread(target=encryption.lacking, name="labhub-ipsec", daemon=True).start()  # looked at once, early
+    networks = ServerNetworks(ctx.engine, stack, s.user_subnets, with_proxy=not s.hub_ssl, swarm=s.swarm,
+                              encryption=encryption)
     networks.recover()
     try:
         loop = asyncio.get_running_loop()  # JupyterHub's: it loads its config in its loop
@@ -339,10 +294,8 @@ def configure(c, ctx: "HubContext") -> None:
 
     async def make_network(spawner):
         spawner.network_name = server_network(stack, spawner)
-        hub_ip, gateway = await asyncio.to_thread(networks.create, spawner.network_name)
-        if s.block_private_networks:
-            spawner.environment = hooks.merged(spawner.environment, {"LABHUB_GUARD_PROBE": gateway})
-            in_background(networks.guard, spawner.container_name, hub_ip)
+        # The hub's and the gateway's addresses there (labhub.guard's rules let the hub through).
+        spawner.network_addresses = await asyncio.to_thread(networks.create, spawner.network_name)
 
     def keep_network(spawner):
         networks.keep(server_network(stack, spawner), time.monotonic())

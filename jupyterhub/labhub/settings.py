@@ -103,6 +103,10 @@ class _Reader:
     def flag(self, name: str) -> bool:
         return self.choice(name, ("true", "false"), "value") == "true"
 
+    def flag_or_auto(self, name: str) -> bool | None:
+        """None for auto: load() decides from the other settings."""
+        return {"auto": None, "true": True, "false": False}[self.choice(name, ("auto", "true", "false"), "value")]
+
     def items(self, name: str, sep: str | None = ",") -> tuple[str, ...]:
         return tuple(dict.fromkeys(item.strip() for item in self.raw[name].split(sep) if item.strip()))
 
@@ -281,8 +285,8 @@ class Settings:
     gpu_sharing: bool = _row("false", "true: with GPUS_PER_SERVER=N, share GPUs when none is free", _Reader.flag)
     sudo_users: tuple[str, ...] = _row("", "comma-separated user names who may use sudo in their server (needs USER_IDS=shared)",
                                        _Reader.users)
-    block_private_networks: bool = _row("false", "true: servers cannot reach private address ranges (the LAN, the host, cloud metadata)",
-                                        _Reader.flag)
+    block_private_networks: bool = _row("auto", "true: servers reach no private address range (the LAN, the host, cloud metadata) "
+                                        "and no swarm node; auto: true with SWARM, else false", _Reader.flag_or_auto)
     user_subnets: ipaddress.IPv4Network = _row("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each, a /28 with SWARM)",
                                                _Reader.subnet, 28)
     swarm: bool = _row("false", "true: servers run as Docker Swarm services on the swarm's nodes; the hub's engine must be a manager (README, More than one machine)",
@@ -306,8 +310,7 @@ def unknown(environ) -> list[str]:
 
 
 def _check_swarm(s: Settings) -> None:
-    """What swarm mode cannot do (yet): homes that only one node has, hub-direct mode, and the
-    private-network guard (its helper joins the server's container, which is on another node)."""
+    """What swarm mode cannot do: homes that only one node has, and hub-direct mode."""
     if not s.home_root:
         raise fail("SWARM", "swarm mode needs homes that every node reaches, but homes are Docker volumes, "
                             "which stay on one node", "set LABHUB_HOME_ROOT to a folder shared at the same path "
@@ -315,9 +318,6 @@ def _check_swarm(s: Settings) -> None:
     if s.hub_ssl:
         raise fail("SWARM", "hub-direct mode (docker-compose.hub-ssl.yml) is not supported in swarm mode",
                    "start with docker-compose.yml alone, or set it to false")
-    if s.block_private_networks:
-        raise fail("BLOCK_PRIVATE_NETWORKS", "not available in swarm mode yet",
-                   "set it to false, or LABHUB_SWARM to false")
 
 
 def _check_subdomains(s: Settings) -> None:
@@ -373,4 +373,6 @@ def load(environ: dict[str, str] | None = None) -> Settings:
                    "leave it empty, or set LABHUB_USER_IDS=shared")
     if s.swarm:
         _check_swarm(s)
-    return replace(s, ldap_port=s.ldap_port or (636 if s.ldap_tls == "ldaps" else 389))
+    # Servers on a swarm's nodes could otherwise reach the nodes' control ports (README, Security).
+    return replace(s, ldap_port=s.ldap_port or (636 if s.ldap_tls == "ldaps" else 389),
+                   block_private_networks=s.swarm if s.block_private_networks is None else s.block_private_networks)

@@ -20,6 +20,7 @@ class Stack:
     project: str
     hub_alias: str  # the hub's compose service name: how user servers reach the hub API
     hub_image: str  # the hub's own image id, for short-lived helper containers
+    hub_image_name: str  # its name (labhub/hub:latest), as swarm nodes know it (labhub.guard's agent)
     context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
 
     def run_helper(self, engine: docker.DockerClient, command: list[str], image: str = "", **options):
@@ -52,4 +53,4 @@ def own(client: docker.DockerClient) -> Stack:
     context = next(m["Source"] for m in me.attrs["Mounts"] if m["Destination"] == str(CONTEXT_DIR))
     return Stack(project=me.labels["com.docker.compose.project"],
                  hub_alias=me.labels["com.docker.compose.service"],
-                 hub_image=me.image.id, context_dir=context)
+                 hub_image=me.image.id, hub_image_name=me.attrs["Config"]["Image"], context_dir=context)

@@ -18,7 +18,10 @@ lacks for LabHub:
 """
 
 import asyncio
+import ipaddress
+import logging
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,8 @@ from .settings import SettingError, Settings, fail
 from .spawner import PromptDockerSpawner
 from .storage import host_folders
 
+log = logging.getLogger("JupyterHub")
+
 GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
 SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
 SERVER_LABEL = "org.labhub.server"  # user/server name: on each server's service (and a GPU server's container)
@@ -47,10 +52,19 @@ PENDING_SECONDS = 10  # a server no node has room for is refused after this long
 POLL_SECONDS = 0.1
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 # What the admin can do about a task Swarm refused, by what Swarm said.
-PUSH_HINT = "copy the user images to every node with `./labhub nodes push`"
+PUSH_HINT = "copy LabHub's images to every node with `./labhub nodes push`"
 HINTS = {"No such image": PUSH_HINT,
          "bind source path does not exist": "every node needs the host folders at the same path (NFS)"}
 NODE_GONE = {"down", "unknown", "disconnected"}
+# Run on a node, of the hub's image, with NET_ADMIN in its own network namespace: what Docker's
+# encrypted overlay networks need of the node's kernel (ESP with AES-GCM, iptables' policy match).
+IPSEC_PROBE = """ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 reqid 1 mode transport \\
+  aead 'rfc4106(gcm(aes))' 0x00112233445566778899aabbccddeeff00112233 64 || exit 3
+iptables -w -A INPUT -m policy --dir in --pol none -j ACCEPT || exit 4
+"""
+IPSEC_LACKS = {"task: non-zero exit (3)": "its kernel has no IPsec ESP with AES-GCM",
+               "task: non-zero exit (4)": "its kernel has no iptables policy match"}
+RECHECK_SECONDS = 300  # a node the IPsec probe could not run on is looked at again after this long
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,21 @@ def parse_nodes(listed: list[dict]) -> list[Node]:
 
 def nodes(engine: docker.DockerClient) -> list[Node]:
     return parse_nodes(engine.api.nodes())
+
+
+def node_addresses(listed: list[dict]) -> list[str]:
+    """Every IPv4 address the nodes (as the engine's API lists them) are reached at: the swarm's,
+    and a manager's control plane's."""
+    found = set()
+    for node in listed:
+        for address in (node["Status"].get("Addr", ""), node.get("ManagerStatus", {}).get("Addr", "").rpartition(":")[0]):
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            if ip.version == 4 and not (ip.is_unspecified or ip.is_loopback):
+                found.add(ip)
+    return [str(ip) for ip in sorted(found)]
 
 
 def server_nodes(engine: docker.DockerClient) -> list[Node]:
@@ -232,13 +261,14 @@ def explained(error: str) -> str:
     return f"{error} ({hint}; README, More than one machine)" if hint else error
 
 
-def _probe(engine: docker.DockerClient, node: Node, image: str, folders: list[str]) -> str:
-    """Runs a one-off task of image on node, with the host folders mounted: "" when it ran, else
-    Swarm's reason (a missing image or folder is refused at once)."""
+def _probe(engine: docker.DockerClient, node: Node, image: str, command=("true",), folders=(), cap_add=None) -> str:
+    """Runs a one-off task of image on node (the command, with the host folders mounted): "" when
+    it ran and exited 0, else Swarm's reason (a missing image or folder is refused at once, an exit
+    status N is "task: non-zero exit (N)")."""
     name = f"labhub-probe-{uuid.uuid4().hex[:12]}"
     mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
-    task = TaskTemplate(ContainerSpec(image, command=["true"], mounts=mounts), restart_policy=RestartPolicy("none"),
-                        placement=Placement(constraints=[f"node.id=={node.id}"]))
+    task = TaskTemplate(ContainerSpec(image, command=list(command), mounts=mounts, cap_add=cap_add),
+                        restart_policy=RestartPolicy("none"), placement=Placement(constraints=[f"node.id=={node.id}"]))
     engine.api.create_service(task, name=name, mode=ServiceMode("replicated-job"))
     try:
         deadline = time.monotonic() + 60
@@ -252,24 +282,87 @@ def _probe(engine: docker.DockerClient, node: Node, image: str, folders: list[st
         engine.api.remove_service(name)
 
 
-def node_problems(engine: docker.DockerClient, s: Settings, images: list[str]) -> list[str]:
-    """For every node servers may land on: a missing user image or host folder, one line each."""
+def ipsec_problem(engine: docker.DockerClient, node: Node, hub_image: str) -> str:
+    """"" when the node's kernel can encrypt overlay networks as Docker does, else why not."""
+    error = _probe(engine, node, hub_image, ["sh", "-c", IPSEC_PROBE], cap_add=["NET_ADMIN"])
+    return IPSEC_LACKS.get(error, error)
+
+
+class Encryption:
+    """Whether a new server's network is encrypted: when every node servers may land on can
+    encrypt it. Each node's kernel is looked at (ipsec_problem) when the hub first finds the node
+    there; a node the probe could not run on (no hub image yet) again after RECHECK_SECONDS."""
+
+    def __init__(self, engine: docker.DockerClient, hub_image: str):
+        self.engine, self.hub_image = engine, hub_image
+        self.problems: dict[str, tuple[str, float]] = {}  # node id -> ("" or why it cannot, when looked at)
+        self.lock = threading.Lock()
+
+    def _due(self, node: Node, now: float) -> bool:
+        """Not looked at yet, or looked at without a verdict (the probe did not run) long enough ago."""
+        if node.id not in self.problems:
+            return True
+        problem, when = self.problems[node.id]
+        verdict = problem == "" or problem in IPSEC_LACKS.values()
+        return not verdict and now - when >= RECHECK_SECONDS
+
+    def lacking(self) -> dict[str, str]:
+        """Host name -> why not, for each node servers may land on now that cannot encrypt."""
+        with self.lock:
+            placed, now = server_nodes(self.engine), time.monotonic()
+            due = [node for node in placed if self._due(node, now)]
+            with ThreadPoolExecutor() as pool:
+                for node, problem in zip(due, pool.map(lambda n: ipsec_problem(self.engine, n, self.hub_image), due)):
+                    self.problems[node.id] = problem, now
+                    if problem:
+                        log.warning("Node %s cannot encrypt the servers' networks (%s): new ones are made in clear "
+                                    "(README, More than one machine)", node.hostname, problem)
+            return {node.hostname: self.problems[node.id][0] for node in placed if self.problems[node.id][0]}
+
+
+def node_problems(engine: docker.DockerClient, s: Settings, images: list[str], hub_image: str) -> list[str]:
+    """For every node servers may land on, every problem at once: an image it lacks (the user
+    images, and the hub's, which runs the private-network guard and the IPsec probe there), a host
+    folder it lacks (looked for with an image it has), and a kernel that cannot encrypt."""
     folders = host_folders(s)
-    jobs = [(node, image) for node in server_nodes(engine) for image in images]
+    placed = server_nodes(engine)
+    jobs = [(node, image) for node in placed for image in (*images, hub_image)]
     with ThreadPoolExecutor() as pool:
-        found = pool.map(lambda job: (job, _probe(engine, *job, list(folders))), jobs)
+        found = dict(zip(jobs, pool.map(lambda job: _probe(engine, *job), jobs)))
+
+        def with_an_image(node: Node) -> tuple[str | None, str | None]:
+            """(what probing the host folders there said, why it cannot encrypt); None: not looked at."""
+            has = [image for image in (hub_image, *images) if not found[node, image]]
+            folders_error = _probe(engine, node, has[0], folders=list(folders)) if folders and has else None
+            ipsec = ipsec_problem(engine, node, hub_image) if hub_image in has else None
+            return folders_error, ipsec
+
+        second = dict(zip(placed, pool.map(with_an_image, placed)))
     problems = []
-    for (node, image), error in found:
-        missing = re.search(r"bind source path does not exist: (\S+)", error)
+    for (node, image), error in found.items():
         if "No such image" in error:
-            problems.append(f"node {node.hostname}: has no image {image}, so servers of it cannot start there; "
-                            f"{PUSH_HINT} (README, More than one machine)")
+            what = ("the hub's: the private-network guard runs it there, and the IPsec probe" if image == hub_image
+                    else "so servers of it cannot start there")
+            problems.append(f"node {node.hostname}: has no image {image} ({what}); {PUSH_HINT} "
+                            "(README, More than one machine)")
+        elif error:
+            problems.append(f"node {node.hostname}: a test task of {image} failed: {error}")
+    for node, (folders_error, ipsec) in second.items():
+        missing = re.search(r"bind source path does not exist: (\S+)", folders_error or "")
+        if folders and folders_error is None:
+            problems.append(f"node {node.hostname}: its host folders were not looked for, as it has none of LabHub's "
+                            f"images; {PUSH_HINT}")
         elif missing:
             folder = next((f for f in folders if missing.group(1).startswith(f)), missing.group(1))
             problems.append(str(fail(folders.get(folder, "HOME_ROOT"), f"host folder {folder} is missing on node {node.hostname}",
                                      "mount the shared storage there at the same path (README, More than one machine)")))
-        elif error:
-            problems.append(f"node {node.hostname}: a test task of {image} failed: {error}")
+        elif folders_error:
+            problems.append(f"node {node.hostname}: a test task with the host folders failed: {folders_error}")
+        if ipsec:
+            problems.append(f"node {node.hostname}: cannot encrypt the servers' networks ({ipsec}), so their traffic "
+                            "between nodes (logins' cookies, API tokens, kernel messages) crosses the lab's network "
+                            "in clear; load its kernel's IPsec modules (modprobe esp4 xt_policy) "
+                            "(README, More than one machine)")
     return list(dict.fromkeys(problems))
 
 
@@ -294,7 +387,7 @@ def container_options(host_config: dict) -> dict:
     anything else a service cannot carry is refused, never dropped."""
     host_config = dict(host_config)
     options = {"cap_drop": host_config.pop("cap_drop", None), "cap_add": host_config.pop("cap_add", None),
-               "groups": host_config.pop("group_add", None)}
+               "groups": host_config.pop("group_add", None), "sysctls": host_config.pop("sysctls", None)}
     host_config.pop("pids_limit", None)  # a task resource limit (create_object)
     security = host_config.pop("security_opt", [])
     unknown = [opt for opt in security if opt.split(":")[0].split("=")[0] != "no-new-privileges"] + sorted(host_config)

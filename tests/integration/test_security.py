@@ -124,6 +124,18 @@ def test_the_routing_proxy_serves_only_where_traefik_reaches_it_and_its_api_is_a
         assert not [m for m in mounts if "proxy-api" in (m.get("Name") or "")], mounts
 
 
+def test_a_server_sees_of_the_sites_files_only_bootstrap_and_welcome(stack, two_users):
+    """jupyterhub_config.d/ is where the README sends LDAP passwords and service tokens."""
+    site = stack.dir / "jupyterhub/context/jupyterhub_config.d/site.py"
+    site.write_text("# c.LDAPAuthenticator.lookup_dn_search_password = 'Not-For-Users-4f1c'\n")
+    try:
+        a = stack.user_container("alba")
+        assert harness.docker("exec", a, "ls", "-A", "/opt/labhub/context").split() == ["bootstrap.sh", "welcome"]
+        assert harness.docker("exec", a, "grep", "-rl", "Not-For-Users-4f1c", "/opt/labhub", check=False) == ""
+    finally:
+        site.unlink()
+
+
 def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users):
     alba, bruno = two_users
     # API tokens live 30 days at most.
@@ -276,11 +288,16 @@ try:
     raw = "allowed"
 except PermissionError:
     raw = "refused"
+try:
+    socket.socket().bind(("0.0.0.0", 711))  # NFS takes a request from below 1024 as a machine's root's
+    port_711 = "bound"
+except PermissionError:
+    port_711 = "refused"
 os.makedirs('/tmp/m', exist_ok=True)
 print(repr({
     "uid": os.getuid(), "caps": status['CapEff'].strip(), "no_new_privs": status['NoNewPrivs'].strip(),
     "sudo": run('sudo', '-n', 'id', '-u'), "mount": run('mount', '-t', 'tmpfs', 'none', '/tmp/m')[0],
-    "raw": raw, "devices": sorted(os.listdir('/dev')),
+    "raw": raw, "port_711": port_711, "devices": sorted(os.listdir('/dev')),
 }))
 """
 
@@ -310,7 +327,7 @@ def test_processes_cannot_become_root_and_a_fork_bomb_stays_inside(stack):
         assert seen["sudo"][0] != 0
         has_sudo = seen["sudo"][0] != 127  # a flavor without sudo (not FROM base) refuses it anyway
         assert "no new privileges" in seen["sudo"][1] or not has_sudo
-        assert seen["mount"] != 0 and seen["raw"] == "refused"
+        assert seen["mount"] != 0 and seen["raw"] == "refused" and seen["port_711"] == "refused"
         assert set(seen["devices"]) <= {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random",
                                         "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
         config = json.loads(harness.docker("inspect", "-f", "{{json .HostConfig}}", a))

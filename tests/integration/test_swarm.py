@@ -5,6 +5,9 @@ GPU generic resource. The tests share one swarm and deployment, and run in order
 takes node2 away."""
 
 import ast
+import contextlib
+import ipaddress
+import json
 import re
 import time
 
@@ -22,6 +25,11 @@ LABEL org.labhub.flavor=gputest org.opencontainers.image.title="GPU test" org.la
 """
 
 
+SETTINGS = {"swarm": "true", "home_root": swarm.HOME_ROOT, "gpus_per_server": "1", "user_ids": "per-user"}
+# In the site's own hub settings, where the README sends LDAP passwords and service tokens.
+SITE_SECRET = "ldap-password-Not-For-Users-4f1c"
+
+
 @pytest.fixture(scope="module")
 def lab(artifacts):
     ports = harness.free_ports()
@@ -30,7 +38,9 @@ def lab(artifacts):
     try:
         cluster.start(["labhub/hub:latest", "labhub/proxy:latest", "traefik:v3.7", "labhub/jupyterlab-base:latest"])
         deployment = harness.Deployment("labhubswarm", ports, docker_host=cluster.manager.docker_host)
-        deployment.set_env(swarm="true", home_root=swarm.HOME_ROOT, gpus_per_server="1", user_ids="per-user")
+        deployment.set_env(**SETTINGS)
+        (deployment.dir / "jupyterhub/context/jupyterhub_config.d/site.py").write_text(
+            f"# c.LDAPAuthenticator.lookup_dn_search_password = {SITE_SECRET!r}\n")
         result = deployment.up(check=False)
         assert result.returncode == 0, result.stdout[-3000:] + deployment.compose("logs", "--tail", "40", check=False).stdout
         deployment.cluster = cluster
@@ -38,6 +48,8 @@ def lab(artifacts):
     finally:
         if deployment:
             (artifacts / "swarm.log").write_text(deployment.compose("logs", "--no-color", check=False).stdout)
+            (artifacts / "swarm-guard.log").write_text(deployment.docker(
+                "service", "logs", "--timestamps", f"{deployment.project}-guard", check=False))
             deployment.destroy()
         cluster.remove()
 
@@ -89,7 +101,7 @@ def node_of(lab, user: str) -> str:
 
 
 def server_ip(lab, user: str) -> str:
-    task = lab.docker("service", "ps", "-q", "--filter", "desired-state=running", f"labhubswarm-user-{user}")
+    task = lab.docker("service", "ps", "-q", "--filter", "desired-state=running", f"{lab.project}-user-{user}")
     return lab.docker("inspect", "-f", "{{range .NetworksAttachments}}{{index .Addresses 0}}{{end}}", task).split("/")[0]
 
 
@@ -109,15 +121,28 @@ def run_code(client: harness.HubClient, code: str) -> str:
     return client.execute(client.start_kernel(), code)
 
 
-def test_check_finds_a_node_without_the_images_and_nodes_push_fills_it(lab):
-    result = lab.compose("run", "--rm", "-T", "admin", "check", check=False)
+def test_nodes_push_says_it_reaches_the_nodes_with_ssh_before_copying_anything(lab):
+    # No Docker hosts named: the other nodes as ssh://<node>, which nothing here answers.
+    result = harness.run(str(lab.dir / "labhub"), "nodes", "push", check=False, env=lab.env, timeout=300)
     worker = lab.cluster.worker.name
-    assert f"node {worker}: has no image labhub/jupyterlab-base:latest" in result.stdout, result.stdout
-    assert "copying labhub/jupyterlab-base:latest" in push(lab, lab.cluster.worker.docker_host)
+    assert result.returncode == 1 and "copying" not in result.stdout, result.stdout
+    said = result.stdout.splitlines()
+    assert said[0].startswith(f"labhub nodes push: reaching the other nodes with ssh, as ssh://{worker} "
+                              "(your ssh login there must be allowed to run docker"), said
+    assert said[1].startswith(f"labhub nodes push: cannot reach ssh://{worker}: "), said
+
+
+def test_check_finds_a_node_without_the_images_and_nodes_push_fills_it(lab):
+    before = lab.compose("run", "--rm", "-T", "admin", "check", check=False).stdout
+    pushed = push(lab, lab.cluster.worker.docker_host)
     again = push(lab, lab.cluster.worker.docker_host)  # only what a node lacks
-    assert "has labhub/jupyterlab-base:latest" in again and "copying" not in again
-    result = lab.compose("run", "--rm", "-T", "admin", "check", check=False)
-    assert f"node {worker}" not in result.stdout, result.stdout
+    after = lab.compose("run", "--rm", "-T", "admin", "check", check=False).stdout
+    worker = lab.cluster.worker.name
+    for image in ("labhub/jupyterlab-base:latest", "labhub/hub:latest"):  # the hub's runs the guard there
+        assert f"node {worker}: has no image {image}" in before, before
+        assert f"copying {image}" in pushed and f"has {image}" in again, pushed + again
+    assert "copying" not in again
+    assert f"node {worker}: has no image" not in after, after
 
 
 def test_servers_land_on_both_nodes_confined_and_kernels_run_through_traefik(lab, users):
@@ -143,6 +168,37 @@ def test_servers_land_on_both_nodes_confined_and_kernels_run_through_traefik(lab
                          "'/sys/fs/cgroup/pids.max') else open('/sys/fs/cgroup/pids/pids.max').read().strip()") == "'4096'"
 
 
+def test_a_servers_log_is_its_services(lab, users):
+    # Its container is <service>.1.<task>, so `docker logs <service>` finds nothing (README, Troubleshooting).
+    assert "Jupyter Server" in lab.docker("service", "logs", "--raw", f"{lab.project}-user-bob")
+
+
+BIND_711 = """
+import socket
+try:
+    socket.socket().bind(("0.0.0.0", 711))
+    result = "bound"
+except PermissionError:
+    result = "refused"
+result
+"""
+
+
+def test_a_users_process_cannot_bind_a_port_below_1024(lab, users):
+    # Else it could speak to NFS from a "secure" port, as any uid it names, root included.
+    assert run_code(users["bob"], BIND_711) == "'refused'"
+    assert run_code(users["bob"], BIND_711.replace("711", "1024")) == "'bound'"
+
+
+def test_a_server_sees_of_the_sites_files_only_bootstrap_and_welcome(lab, users):
+    seen = ast.literal_eval(run_code(users["bob"], "import os; sorted(os.listdir('/opt/labhub/context'))"))
+    assert seen == ["bootstrap.sh", "welcome"]
+    # Nor is the site's hub config in the copy on the shared storage, where any node's root reads it.
+    copy = f"{swarm.HOME_ROOT}/.labhub-site"
+    assert lab.cluster.worker.exec("ls", "-A", copy).split() == ["bootstrap.sh", "welcome"]
+    assert lab.cluster.worker.exec("grep", "-rl", SITE_SECRET, swarm.HOME_ROOT + "/", check=False) == ""
+
+
 def test_a_server_reaches_the_hub_but_not_another_users_server_on_the_other_node(lab, users):
     alice, bob = users["alice"], users["bob"]
     reach = """
@@ -160,6 +216,149 @@ def reach(url):
     bob_url = f"http://{server_ip(lab, 'bob')}:8888/user/bob/api"
     assert '"version"' in run_code(bob, reach + f"reach({bob_url!r})")  # it does answer, on its own network
     assert '"version"' not in alice.execute(kernel, reach + f"reach({bob_url!r})")
+
+
+# A VXLAN frame as another node would send it, made by a user's process with a plain UDP socket:
+# Docker's overlay networks are numbered from 4097, and a container's hardware address is 02:42
+# and its IPv4 address. It carries a datagram from a forged address to a server on the node.
+FORGED_FRAME = """
+import socket, struct
+
+def checksum(header):
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total = (total >> 16) + (total & 0xffff)
+    return ~(total + (total >> 16)) & 0xffff
+
+def inject(node, vni, forged, target, port):
+    payload = b"injected"
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(forged), socket.inet_aton(target))
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    mac = lambda address: bytes([2, 0x42]) + socket.inet_aton(address)
+    vxlan = struct.pack("!II", 0x08000000, vni << 8)
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(
+            vxlan + mac(target) + mac(forged) + bytes([8, 0]) + ip + udp, (node, 4789))
+        return "sent"
+    except OSError as e:
+        return e.strerror
+"""
+# In the target's kernel: what arrives on UDP port 9999, kept in `heard`.
+LISTEN = """
+import socket, threading
+heard = []
+listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+listener.bind(("0.0.0.0", 9999))
+threading.Thread(target=lambda: heard.append(listener.recvfrom(100)), daemon=True).start()
+"listening"
+"""
+CONNECT = """
+import socket
+
+def reach(target):
+    try:
+        socket.create_connection(tuple(target), timeout=5).close()
+        return "open"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+"""
+
+
+def network_of(lab, user: str) -> str:
+    return f"{lab.project}_user-{user}"
+
+
+def attack(lab, attacker: harness.HubClient, target: harness.HubClient):
+    """From the attacker's server: a forged frame to the target's node, for the target's server (which
+    listens for it), and connections to the swarm's control ports on both nodes. Returns what the
+    send said, what the target heard, and what each connection did."""
+    network = network_of(lab, target.user)
+    vni = int(lab.docker("network", "inspect", "-f", '{{index .Options "com.docker.network.driver.overlay.vxlanid_list"}}', network))
+    hub = str(ipaddress.ip_network(lab.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", network))[2])
+    listening = target.start_kernel()
+    assert target.execute(listening, LISTEN) == "'listening'"
+    manager, worker = lab.cluster.manager.ip(), lab.cluster.worker.ip()
+    kernel = attacker.start_kernel()
+    sent = attacker.execute(kernel, FORGED_FRAME + f"inject({worker!r}, {vni}, {hub!r}, {server_ip(lab, target.user)!r}, 9999)")
+    time.sleep(1)
+    ports = attacker.execute(kernel, CONNECT + f"[reach(t) for t in {[(manager, 2377), (manager, 7946), (worker, 7946)]!r}]")
+    return ast.literal_eval(sent), ast.literal_eval(target.execute(listening, "heard")), ast.literal_eval(ports), hub
+
+
+@contextlib.contextmanager
+def settings_of(lab, **settings):
+    """The deployment with these settings besides the module's, as an admin changes .env."""
+    lab.set_env(**SETTINGS, **settings)
+    lab.up()
+    try:
+        yield
+    finally:
+        lab.set_env(**SETTINGS)
+        lab.up()
+
+
+def restart_on(lab, client: harness.HubClient, node: swarm.Node) -> None:
+    client.stop_server()
+    only_on(lab, node)
+    client.start_server()
+
+
+def test_a_server_can_neither_inject_frames_into_another_node_nor_reach_the_swarms_control_ports(lab, users):
+    alice, bob = users["alice"], users["bob"]
+    assert node_of(lab, "alice") == lab.cluster.manager.name and node_of(lab, "bob") == lab.cluster.worker.name
+    # The guard, on by default in swarm mode: the frame never leaves alice's server, the ports refuse
+    # at once (the nodes' addresses are no private ones here: they are shut off by name), and both
+    # servers carry on.
+    sent, heard, ports, _ = attack(lab, alice, bob)
+    assert (sent, heard, ports) == ("Operation not permitted", [], ["Connection refused"] * 3)
+    assert run_code(alice, "1 + 1") == run_code(bob, "1 + 1") == "2"
+    # The same attack without it: bob's server takes the datagram as the hub's, and the control
+    # ports answer (what the guard stops is really there).
+    with settings_of(lab, block_private_networks="false"):
+        restart_on(lab, alice, lab.cluster.manager)
+        restart_on(lab, bob, lab.cluster.worker)
+        sent, heard, ports, hub = attack(lab, alice, bob)
+        assert (sent, heard, ports) == ("sent", [(b"injected", (hub, 40000))], ["open"] * 3)
+    restart_on(lab, alice, lab.cluster.manager)
+    restart_on(lab, bob, lab.cluster.worker)
+    assert attack(lab, alice, bob)[1] == []
+
+
+def ipsec_error(node: swarm.Node) -> str:
+    """What the node's kernel says to an IPsec state as Docker's encrypted overlay networks make
+    them (in a network namespace of its own); "" when it takes it."""
+    result = harness.run("docker", "exec", node.name, "unshare", "-n", "ip", "xfrm", "state", "add",
+                         "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi", "0x100", "reqid", "1",
+                         "mode", "transport", "aead", "rfc4106(gcm(aes))", "0x" + "ab" * 20, "64", check=False)
+    return "" if result.returncode == 0 else result.stdout.strip()
+
+
+def encrypted(lab, network: str) -> bool:
+    return "encrypted" in json.loads(lab.docker("network", "inspect", "-f", "{{json .Options}}", network))
+
+
+def test_check_names_each_node_that_cannot_encrypt_whose_servers_networks_are_then_in_clear(lab, users):
+    nodes = (lab.cluster.manager, lab.cluster.worker)
+    for node in nodes:  # check looks at the nodes that take servers
+        labhub(lab, "nodes", "undrain", node.name)
+    check = lab.compose("run", "--rm", "-T", "admin", "check", check=False).stdout
+    for node in nodes:
+        line = f"node {node.name}: cannot encrypt the servers' networks (its kernel has no IPsec ESP with AES-GCM)"
+        assert (line in check) == bool(ipsec_error(node)), check
+    # Where a node cannot, servers' networks are made in clear, and servers on it still answer.
+    assert encrypted(lab, network_of(lab, "bob")) == (not ipsec_error(lab.cluster.worker))
+
+
+def test_an_encrypted_overlay_network_carries_a_spawn_on_the_other_node(lab, users):
+    error = ipsec_error(lab.cluster.worker)
+    if error:
+        pytest.skip(f"the nodes' kernel (this machine's) has no IPsec ESP with AES-GCM: `ip xfrm state add ... "
+                    f"aead rfc4106(gcm(aes))` says {error!r}, and Docker logs `Failed Adding rSA ... function not implemented`")
+    bob = users["bob"]
+    restart_on(lab, bob, lab.cluster.worker)  # on a network made now
+    assert encrypted(lab, network_of(lab, "bob"))
+    assert run_code(bob, "6 * 7") == "42"
 
 
 def test_a_home_moves_with_its_user_to_the_other_node(lab, users):
@@ -192,13 +391,21 @@ def test_a_gpu_flavor_lands_where_a_gpu_is_free(lab, users):
     carol.stop_server()
 
 
+MANAGER_ONLY = "labhub/jupyterlab-manageronly:latest"
+
+
 def test_a_node_without_the_home_root_is_reported_and_refused(lab, users):
-    worker = lab.cluster.worker
+    worker, manager = lab.cluster.worker, lab.cluster.manager
     worker.exec("mv", swarm.HOME_ROOT, swarm.HOME_ROOT + ".away")
+    manager.docker("build", "-q", "-t", MANAGER_ONLY, "-",
+                   input="FROM labhub/jupyterlab-base:latest\nLABEL org.labhub.flavor=manageronly\n")
     try:
+        # Every problem of the node at once: the missing folder, and an image only the manager has.
         result = lab.compose("run", "--rm", "-T", "admin", "check", check=False)
         assert (f"LABHUB_HOME_ROOT: host folder {swarm.HOME_ROOT} is missing on node {worker.name}; "
                 "mount the shared storage there") in result.stdout, result.stdout
+        assert f"node {worker.name}: has no image {MANAGER_ONLY}" in result.stdout, result.stdout
+        manager.docker("image", "rm", MANAGER_ONLY)
         only_on(lab, worker)
         erin = users["erin"]
         why = refused_start(erin)
@@ -206,6 +413,7 @@ def test_a_node_without_the_home_root_is_reported_and_refused(lab, users):
                          why), why
     finally:
         worker.exec("mv", swarm.HOME_ROOT + ".away", swarm.HOME_ROOT)
+        manager.docker("image", "rm", "-f", MANAGER_ONLY, check=False)
 
 
 def test_swarm_mode_refuses_homes_in_docker_volumes(lab):

@@ -7,7 +7,8 @@ from labhub import settings
 from labhub.context import EngineFacts, HubContext
 from labhub.stack import Stack
 
-STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
+              context_dir="/lab/jupyterhub/context")
 
 
 def hub_context(s=None, engine=None, catalog=None, secret_dir=Path("/nonexistent"), environ=None, **facts) -> HubContext:

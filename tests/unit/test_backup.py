@@ -17,7 +17,8 @@ from labhub.stack import Stack
 import archives
 from archives import folder, member
 
-STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
+              context_dir="/lab/jupyterhub/context")
 
 
 def engine(volumes=(), running=()):

@@ -6,7 +6,8 @@ import pytest
 from labhub import checks, context, images, settings
 from labhub.stack import Stack
 
-STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", context_dir="/lab/jupyterhub/context")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
+              context_dir="/lab/jupyterhub/context")
 
 
 class FakeEngine:

@@ -17,7 +17,8 @@ def spawner(name):
 def test_users_are_confined_and_listed_sudoers_are_not():
     s = settings.load({"LABHUB_SUDO_USERS": "maint", "LABHUB_PIDS_LIMIT": "512"})
     assert containers.host_config(s, "ann") == {
-        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "pids_limit": 512}
+        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "pids_limit": 512,
+        "sysctls": {"net.ipv4.ip_unprivileged_port_start": "1024"}}  # ports below 1024: root's
     sudoer = containers.host_config(s, "maint")
     assert "security_opt" not in sudoer and sudoer["group_add"] == ["27"] and "NET_RAW" in sudoer["cap_drop"]
 
@@ -33,8 +34,8 @@ def test_every_concerns_host_config_is_kept_lists_joined():
     containers.configure(c, hub_context(settings.load({"LABHUB_SUDO_USERS": "maint"})))
     hooks.merge(c, "extra_host_config", lambda sp: {"device_requests": ["gpu"]} if sp.user.name == "maint" else {})
     config = c.DockerSpawner.extra_host_config
-    assert config(spawner("ann")) == {"group_add": ["1234"], "cap_drop": ["ALL"],
-                                      "security_opt": ["no-new-privileges:true"], "pids_limit": 4096}
+    assert config(spawner("ann")) == {"group_add": ["1234"], "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"],
+                                      "pids_limit": 4096, "sysctls": containers.PRIVILEGED_PORTS}
     assert config(spawner("maint"))["group_add"] == ["1234", "27"]
     assert config(spawner("maint"))["device_requests"] == ["gpu"]
 

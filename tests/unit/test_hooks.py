@@ -27,3 +27,11 @@ def test_a_function_of_the_spawner_makes_the_setting_one_evaluated_per_server_in
     config = c.DockerSpawner.extra_host_config
     assert config(SimpleNamespace(gid="27")) == {"group_add": ["1234", "27"], "pids_limit": 20, "cap_drop": ["ALL"]}
     assert config(SimpleNamespace(gid="5"))["group_add"] == ["1234", "5"]  # nothing carried over between servers
+
+
+def test_dicts_within_are_merged_too():
+    c = Config()
+    hooks.merge(c, "extra_create_kwargs", {"labels": {"org.labhub.guard": "lab"}, "user": "1000:1000"})
+    hooks.merge(c, "extra_create_kwargs", lambda spawner: {"labels": {"org.labhub.gpus": spawner.gpus}})
+    assert c.DockerSpawner.extra_create_kwargs(SimpleNamespace(gpus="0")) == {
+        "labels": {"org.labhub.guard": "lab", "org.labhub.gpus": "0"}, "user": "1000:1000"}

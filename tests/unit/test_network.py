@@ -3,6 +3,7 @@ import ipaddress
 from types import SimpleNamespace
 
 import pytest
+from docker.errors import NotFound
 from traitlets.config import Config
 
 from labhub import network, settings
@@ -11,7 +12,7 @@ from labhub.settings import SettingError
 from contexts import hub_context
 from labhub.stack import Stack
 
-STACK = Stack(project="lab", hub_alias="hub", hub_image="img", context_dir="/c")
+STACK = Stack(project="lab", hub_alias="hub", hub_image="img", hub_image_name="labhub/hub:latest", context_dir="/c")
 
 
 def net(text):
@@ -46,7 +47,7 @@ def test_a_servers_network_is_named_after_its_container_and_sorts_after_the_comp
 
 def fake_server_networks(monkeypatch, **methods):
     """ServerNetworks with an engine of nothing: its methods replaced (recover by default)."""
-    def init(self, engine, stack, pool, with_proxy, swarm=False):
+    def init(self, engine, stack, pool, with_proxy, swarm=False, encryption=None):
         self.with_proxy = with_proxy
     for name, fake in {"__init__": init, "recover": lambda self: None, "front_ip": lambda self: "172.20.0.3",
                        **methods}.items():
@@ -89,18 +90,32 @@ class FakeNetwork:
         self.removed = True
 
 
-def kept_networks(proxy=None, **containers_by_name) -> tuple[network.ServerNetworks, dict]:
+def kept_networks(proxy=None, encryption=None, **containers_by_name) -> tuple[network.ServerNetworks, dict]:
     """ServerNetworks on an engine holding these networks (name -> ids of containers on it), and
-    the chp container `proxy` (an id) if given."""
+    the chp container `proxy` (an id) if given; a new one is recorded in the dict when made."""
     containers = {"hub": SimpleNamespace(id="hub", name="lab-hub-1")}
     if proxy:
         containers[proxy] = SimpleNamespace(id=proxy, name="lab-chp-1")
     made = {name: FakeNetwork(name, ids) for name, ids in containers_by_name.items()}
+
+    def get(name):
+        if name not in made:
+            raise NotFound(name)
+        return made[name]
+
+    def create(name, options, ipam, **_):
+        made[name] = FakeNetwork(name, [])
+        made[name].options = options
+        made[name].attrs["IPAM"]["Config"][0]["IPRange"] = ipam["Config"][0]["IPRange"]
+        return made[name]
+
     engine = SimpleNamespace(containers=SimpleNamespace(get=lambda ref: containers.get(ref, containers["hub"])),
-                             networks=SimpleNamespace(get=lambda name: made[name], list=lambda filters: list(made.values())))
+                             networks=SimpleNamespace(get=get, list=lambda filters: list(made.values()), create=create),
+                             api=SimpleNamespace(networks=lambda: []))
     stack = SimpleNamespace(project="lab", hub_alias="hub",
                             service_containers=lambda engine, service: [containers[proxy]] if proxy else [])
-    return network.ServerNetworks(engine, stack, net("10.213.0.0/16"), with_proxy=True), made
+    return network.ServerNetworks(engine, stack, net("10.213.0.0/16"), with_proxy=True, swarm=bool(encryption),
+                                  encryption=encryption), made
 
 
 def test_the_hub_keeps_one_address_the_engine_never_gives_out():
@@ -110,6 +125,15 @@ def test_the_hub_keeps_one_address_the_engine_never_gives_out():
     # A network made before: the hub goes where the engine puts it.
     networks, made = kept_networks(lab_user_al=[])
     assert networks.create("lab_user_al")[0] == "10.213.0.6"
+
+
+def test_in_swarm_mode_a_network_is_encrypted_when_every_node_can():
+    lacking = {}
+    networks, made = kept_networks(encryption=SimpleNamespace(lacking=lambda: lacking))
+    networks.create("lab_user_jo")
+    lacking["gpu-box"] = "its kernel has no IPsec ESP with AES-GCM"
+    networks.create("lab_user_al")
+    assert (made["lab_user_jo"].options, made["lab_user_al"].options) == ({"encrypted": ""}, None)
 
 
 def test_a_stopped_servers_network_is_kept_a_day_then_removed():
