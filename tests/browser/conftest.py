@@ -54,6 +54,11 @@ def _network_changed(error) -> bool:
     return "ERR_NETWORK_CHANGED" in str(error)
 
 
+def _reloadable(error) -> bool:
+    """Chromium dropped the navigation (above), or a redirect it was following replaced it."""
+    return _network_changed(error) or "interrupted by another navigation" in str(error)
+
+
 def submit_form(page, path: str, fields: dict, button: str, attempts=3) -> None:
     """Opens path, fills the form and submits it; again if Chromium dropped it (see above)."""
     for attempt in range(1, attempts + 1):
@@ -66,8 +71,9 @@ def submit_form(page, path: str, fields: dict, button: str, attempts=3) -> None:
             if not page.url.startswith("chrome-error:"):
                 return
         except PlaywrightError as error:
-            if not _network_changed(error) or attempt == attempts:
+            if not _reloadable(error) or attempt == attempts:
                 raise
+        page.wait_for_timeout(2_000)  # the host's interfaces settle (a new one's IPv6 address)
     raise AssertionError(f"{path}: the browser could not submit the form")
 
 
@@ -77,6 +83,20 @@ def log_in(page, user, password):
 
 def _dropped(page) -> bool:
     return page.url.startswith("chrome-error:")
+
+
+def goto(page, url: str, attempts=3) -> None:
+    """page.goto, again where Chromium dropped it (see above)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            page.goto(url)
+            if not _dropped(page):
+                return
+        except PlaywrightError as error:
+            if not _reloadable(error) or attempt == attempts:
+                raise
+        page.wait_for_timeout(2_000)
+    raise AssertionError(f"{url}: the browser could not open it: {page.url}")
 
 
 def _wait_for_launcher(page, dropped_requests) -> None:
@@ -110,7 +130,7 @@ def open_lab(page, user, attempts=5):
                 return
         except PlaywrightError as error:
             # (the spawn page also goes on to the lab by itself once the server is ready)
-            if not (_network_changed(error) or dropped_requests or "interrupted by another navigation" in str(error)):
+            if not (_reloadable(error) or dropped_requests):
                 raise
         page.wait_for_timeout(2_000)  # the host's interfaces settle (a new one's IPv6 address)
     raise AssertionError(f"JupyterLab did not open for {user}: {page.url}")

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 import harness
-from conftest import CHROMIUM_ARGS, log_in
+from conftest import CHROMIUM_ARGS, goto, log_in
 
 HOST = "lab.localhost"  # browsers resolve every name under .localhost to this machine
 ATTACKER, PASSWORD = "mallory", "Lab-Notebook-2026"
@@ -105,7 +105,7 @@ def visit(chromium, hub: str, password: str, url: str) -> dict:
         page = context.new_page()
         log_in(page, "admin", password)
         assert "/hub/login" not in page.url, page.url
-        page.goto(url)
+        goto(page, url)
         page.wait_for_function("document.getElementById('out').textContent !== 'working'", timeout=30_000)
         return json.loads(page.text_content("#out"))
     finally:
