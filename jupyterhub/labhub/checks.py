@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, context, images, resources, settings, siteconfig, swarm
+from . import auth, images, probe, resources, settings, siteconfig, swarm
 from .context import EngineFacts
 from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError, fail
 from .stack import Stack
@@ -147,7 +147,7 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
 
 def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
     """`labhub check`'s look at the engine: what its probes find wrong, then engine_problems."""
-    facts = context.probe(engine, stack, s)
+    facts = probe.engine_facts(engine, stack, s)
     mem, cpus = resources.site_limits(facts, s)
     # The hub makes the catalog at its start (and refuses without the default flavor); check does here.
     catalog = _collected(images.Catalog, engine, False, mem, cpus)

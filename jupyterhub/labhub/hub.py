@@ -2,23 +2,25 @@
 hub image) calls configure(), which sets the hub up from the settings, then loads the site's own
 additions (labhub.siteconfig), which win.
 
-Each concern's step has one signature, `configure(c, ctx)`, and takes one context (labhub.context:
-settings, the stack, engine facts probed once, the catalog of flavors). Values several steps add
-to (the spawner's volumes, mounts, environment, host config, hooks) go through labhub.hooks, so
-the steps' order decides nothing but the order of hooks.
+Each concern's step has one signature, `configure(c, ctx)`, and takes one context (labhub.context,
+made here by make_context: settings, the stack, engine facts probed once, the catalog of flavors).
+Values several steps add to (the spawner's volumes, mounts, environment, host config, hooks) go
+through labhub.hooks, so the steps' order decides nothing but the order of hooks.
 """
 
 import logging
 import os
 import threading
+from pathlib import Path
 
 import docker
 
-from . import (auth, bootstrap, certs, checks, chp, containers, context, gpu, guard, images, network, resources,
+from . import (auth, bootstrap, certs, checks, chp, containers, gpu, guard, images, network, probe, resources,
                settings, spawner, stack, storage)
 from .context import HubContext
-from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR
+from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR, Settings
 from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
+from .stack import Stack
 
 log = logging.getLogger("JupyterHub")
 
@@ -35,6 +37,17 @@ STEPS = (
     resources.configure,  # idle servers stopped after LABHUB_IDLE_TIMEOUT
     bootstrap.configure,  # first-login content from bootstrap.sh
 )
+
+
+def make_context(engine: docker.DockerClient, stack: Stack, s: Settings, secret_dir: Path, environ) -> HubContext:
+    """The hub's context; raises the first SettingError the engine's probes found."""
+    facts = probe.engine_facts(engine, stack, s)
+    if facts.errors:
+        raise facts.errors[0]
+    mem_limit, cpu_limit = resources.site_limits(facts, s)
+    catalog = images.Catalog(engine, gpus_available=bool(facts.gpus), mem_limit=mem_limit, cpu_limit=cpu_limit)
+    return HubContext(settings=s, stack=stack, engine=engine, facts=facts, catalog=catalog,
+                      secret_dir=secret_dir, environ=environ)
 
 
 def configure_hub(c, ctx: HubContext) -> None:
@@ -76,7 +89,7 @@ def configure(c, environ=os.environ) -> HubContext:
     one line) what the hub cannot start with."""
     s = settings.load(environ)
     engine = docker.from_env()
-    ctx = context.make(engine, stack.own(engine), s, SECRET_DIR, environ)
+    ctx = make_context(engine, stack.own(engine), s, SECRET_DIR, environ)
     configure_hub(c, ctx)
     for step in STEPS:
         step(c, ctx)

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from labhub import checks, context, images, settings
+from labhub import checks, images, settings, storage
 from labhub.stack import Stack
 
 STACK = Stack(project="lab", hub_alias="hub", hub_image="sha256:hub", hub_image_name="labhub/hub:latest",
@@ -102,8 +102,8 @@ def test_missing_default_image_is_named_with_the_build_command():
 
 @pytest.mark.parametrize("mode, ok", [(0o2770, True), (0o2775, True), (0o755, False), (0o770, False)])
 def test_shared_folder_needs_setgid_and_group_write(monkeypatch, mode, ok):
-    monkeypatch.setattr(context.storage, "probe_host_folders",
-                        lambda engine, stack, s: {"/data/shared": context.storage.HostFolder(1234, mode)})
+    monkeypatch.setattr(storage, "probe_host_folders",
+                        lambda engine, stack, s: {"/data/shared": storage.HostFolder(1234, mode)})
     problems = checks.probed_engine_problems(FakeEngine(), STACK, settings.load({"LABHUB_SHARED_DIR": "/data/shared"}))
     assert (problems == []) == ok
     if not ok:
