@@ -100,8 +100,8 @@ async def until_answers(url: str, seconds: float) -> bool:
 def configure(c, ctx: "HubContext") -> None:
     cpus, s = ctx.facts.cpus, ctx.settings
     if s.swarm:
-        from .swarm import SwarmServerSpawner  # (it builds on this module)
-        c.JupyterHub.spawner_class = SwarmServerSpawner
+        # By name, as JupyterHub imports it: labhub.swarm builds on this module, which must not import it back.
+        c.JupyterHub.spawner_class = "labhub.swarm.SwarmServerSpawner"
         # A failed node's servers show as stopped within a poll of its being marked down (12-15 s).
         c.Spawner.poll_interval = 10
     else:

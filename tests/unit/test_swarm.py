@@ -115,10 +115,14 @@ def test_drained_nodes_are_kept_off_by_id_fixed_at_the_start():
 
 
 def test_swarm_mode_picks_the_swarm_spawner():
+    from jupyterhub.app import JupyterHub
+
     from labhub import spawner
     c = Config()
     spawner.configure(c, hub_context(load(swarm="true", home_root="/srv/homes")))
-    assert c.JupyterHub.spawner_class is swarm.SwarmServerSpawner and c.Spawner.poll_interval == 10
+    assert c.JupyterHub.spawner_class == "labhub.swarm.SwarmServerSpawner" and c.Spawner.poll_interval == 10
+    resolve = JupyterHub.class_traits()["spawner_class"].validate  # as JupyterHub reads the name
+    assert resolve(None, c.JupyterHub.spawner_class) is swarm.SwarmServerSpawner
     c = Config()
     spawner.configure(c, hub_context())
     assert c.JupyterHub.spawner_class is spawner.PromptDockerSpawner
