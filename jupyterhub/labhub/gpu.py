@@ -16,6 +16,7 @@ from docker.types import DeviceRequest
 
 from . import hooks, swarm
 from .settings import Settings, fail
+from .spawner import SERVER_LABEL, server_name
 from .stack import Stack
 
 if TYPE_CHECKING:
@@ -64,10 +65,6 @@ class GpuPool:
         self.held.pop(server, None)
 
 
-def _server_key(spawner) -> str:
-    return f"{spawner.user.name}/{spawner.name}"
-
-
 def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings,
               nodes: list["swarm.Node"] | None = None) -> list[str]:
     """The GPUs servers may use: none with LABHUB_GPUS=off; with on, some or a refusal. In swarm
@@ -107,20 +104,20 @@ def configure(c, ctx: "HubContext") -> None:
     pool = GpuPool(devices, int(s.gpus_per_server), s.gpu_sharing)
     for container in ctx.engine.containers.list(filters={"label": ASSIGNED_LABEL}):  # after a hub restart
         labels = container.labels
-        pool.held[labels[swarm.SERVER_LABEL]] = labels[ASSIGNED_LABEL].split(",")
+        pool.held[labels[SERVER_LABEL]] = labels[ASSIGNED_LABEL].split(",")
 
     def create_kwargs(spawner):
         # Evaluated before the host config: the devices are chosen here, and labelled on the
         # container so a restarted hub knows who holds what.
         if not catalog.chosen(spawner).gpu:
             return {}
-        ids = pool.assign(_server_key(spawner))
-        return {"labels": {ASSIGNED_LABEL: ",".join(ids), swarm.SERVER_LABEL: _server_key(spawner)}}
+        ids = pool.assign(server_name(spawner))
+        return {"labels": {ASSIGNED_LABEL: ",".join(ids), SERVER_LABEL: server_name(spawner)}}
 
     def host_config(spawner):
-        ids = pool.held.get(_server_key(spawner))
+        ids = pool.held.get(server_name(spawner))
         return {"device_requests": [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]} if ids else {}
 
     hooks.merge(c, "extra_create_kwargs", create_kwargs)
     hooks.merge(c, "extra_host_config", host_config)
-    hooks.add_hook(c, "post_stop_hook", lambda spawner: pool.release(_server_key(spawner)))
+    hooks.add_hook(c, "post_stop_hook", lambda spawner: pool.release(server_name(spawner)))

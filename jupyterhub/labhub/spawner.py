@@ -46,6 +46,14 @@ STARTING_PER_CPU = 1
 START_SLOT_SECONDS = 3
 QUEUE_SECONDS = 15
 DOCKER_THREADS = 8
+# Whose server it is (server_name): on each server's Swarm service and on a GPU server's container,
+# for those who find them again (labhub.gpu after a hub restart, `labhub nodes`).
+SERVER_LABEL = "org.labhub.server"
+
+
+def server_name(spawner) -> str:
+    """A server's user and name, as SERVER_LABEL holds it: user/name ("user/" for the default server)."""
+    return f"{spawner.user.name}/{spawner.name}"
 
 
 class PromptDockerSpawner(dockerspawner.DockerSpawner):

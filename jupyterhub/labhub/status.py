@@ -13,6 +13,7 @@ from escapism import unescape
 from . import storage, swarm
 from .gpu import ASSIGNED_LABEL
 from .settings import Settings
+from .spawner import SERVER_LABEL
 from .stack import Stack
 from .terminal import printable
 
@@ -126,7 +127,7 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 def nodes_table(engine: docker.DockerClient) -> str:
     """The swarm's nodes, each with its resources and the servers running there."""
-    servers = {service["ID"] for service in engine.api.services(filters={"label": swarm.SERVER_LABEL})}
+    servers = {service["ID"] for service in engine.api.services(filters={"label": SERVER_LABEL})}
     running = Counter(task.get("NodeID") for service, task in _running_tasks(engine).items() if service in servers)
     rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
     for n in swarm.nodes(engine):

@@ -36,14 +36,13 @@ from tornado import web
 from traitlets import Callable, Dict, List, Union
 
 from .settings import SettingError, Settings, fail
-from .spawner import PromptDockerSpawner
+from .spawner import SERVER_LABEL, PromptDockerSpawner, server_name
 from .storage import host_folders
 
 log = logging.getLogger("JupyterHub")
 
 GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
 SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
-SERVER_LABEL = "org.labhub.server"  # user/server name: on each server's service (and a GPU server's container)
 # Each server reserves this share of its memory limit on its node, and Swarm places it where that
 # much is not reserved yet: most servers sit idle most of the time, so a node takes limits worth
 # four times its memory, as servers on one machine share it.
@@ -176,7 +175,7 @@ class SwarmServerSpawner(PromptDockerSpawner, SwarmSpawner):
                             restart_policy=RestartPolicy(condition="none"))
         service = await self.docker("create_service", task_template=task, name=self.service_name,
                                     endpoint_spec=EndpointSpec(mode="dnsrr"),
-                                    labels={SERVER_LABEL: f"{self.user.name}/{self.name}"})
+                                    labels={SERVER_LABEL: server_name(self)})
         while not await self.docker("tasks", filters={"service": self.service_name}):
             await asyncio.sleep(POLL_SECONDS)
         return service
