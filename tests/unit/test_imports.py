@@ -1,5 +1,5 @@
-"""The labhub package is layered, settings at the bottom and the hub and the CLI on top, with no
-import cycle (DESIGN: "no import cycles"), read from the source with `ast`.
+"""The labhub package is layered, settings at the bottom and the hub and the CLI on top: no import
+cycle, as read from the source with `ast`.
 
 Counted: every `import` and `from ... import` statement naming a labhub module, wherever it
 stands: at the top of a module, inside a function (it runs when the function is first called, so a
@@ -80,7 +80,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 
 def reached(graph: dict[str, set[str]], module: str) -> set[str]:
-    """Every module importing module loads, directly or not."""
+    """Every module that importing module loads, directly or through others."""
     seen, todo = set(), [module]
     while todo:
         for imported in graph[todo.pop()] - seen:
@@ -113,5 +113,5 @@ def test_no_import_cycle_in_the_package():
 def test_the_hub_context_is_a_leaf():
     """Every configure step names HubContext: the module holding it loads only the settings and
     the stack, so any module may import it without pulling in the others."""
-    graph = import_graph()
-    assert reached(graph, "context") <= {"settings", "stack"}, f"labhub.context imports {sorted(graph['context'])}"
+    loaded = reached(import_graph(), "context")
+    assert loaded <= {"settings", "stack"}, f"labhub.context loads {', '.join(sorted(loaded))}"
