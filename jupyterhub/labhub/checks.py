@@ -185,15 +185,15 @@ def user_host_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -
     Browsers resolve every name under .localhost to the machine itself."""
     if not s.user_subdomains or s.hostname.endswith(".localhost"):
         return []
-    probe = f"labhub-check.{s.hostname}"
+    user_site = f"labhub-check.{s.hostname}"  # a name under HOSTNAME, as a user's site is
     script = ("import socket,sys\nfor n in sys.argv[1:]:\n try: print(' '.join(sorted({a[4][0] for a in "
               "socket.getaddrinfo(n, 443, type=socket.SOCK_STREAM)})))\n except OSError: print()")
-    hub, user = stack.run_helper(engine, ["python3", "-c", script, s.hostname, probe],
+    hub, user = stack.run_helper(engine, ["python3", "-c", script, s.hostname, user_site],
                                  network_mode="host").decode().split("\n")[:2]
     if user and user == hub:
         return []
     found = f"resolves to {user}, not where {s.hostname} does ({hub or 'nowhere'})" if user else "does not resolve"
-    return [str(fail("USER_SUBDOMAINS", f"users' servers are at <user>.{s.hostname}, but {probe} {found}",
+    return [str(fail("USER_SUBDOMAINS", f"users' servers are at <user>.{s.hostname}, but {user_site} {found}",
                      f"add a wildcard DNS record *.{s.hostname} for the address of {s.hostname} "
                      f"(e.g. `*.{s.hostname}. CNAME {s.hostname}.`)"))]
 
