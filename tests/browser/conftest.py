@@ -66,8 +66,8 @@ def submit_form(page, path: str, fields: dict, button: str, attempts=3) -> None:
             page.goto(path)
             for selector, value in fields.items():
                 page.fill(selector, value)
-            page.click(button)
-            page.wait_for_load_state()
+            with page.expect_navigation():  # the form's answer, not the form itself still loaded
+                page.click(button)
             if not page.url.startswith("chrome-error:"):
                 return
         except PlaywrightError as error:
