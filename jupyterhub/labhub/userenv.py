@@ -29,18 +29,18 @@ from .storage import HOME
 # folder is the image's own, which only root writes. What the server writes, and the user's lab
 # settings and workspaces, stay in the home. Its kernels and terminals get Jupyter's usual folders
 # back (the images' labhub_server.py), as they get the user site.
+# The home's usual data folder, where the server's own writing stays: its runtime files, and notebook
+# trust (the signatures database and its secret, written when a notebook is opened).
+USERS_DATA_DIR = f"{HOME}/.local/share/jupyter"
 SERVER_ENVIRONMENT = {
     "JUPYTER_CONFIG_DIR": "/dev/null/jupyter",
     "JUPYTER_DATA_DIR": "/usr/local/share/jupyter",
-    "JUPYTER_RUNTIME_DIR": f"{HOME}/.local/share/jupyter/runtime",
+    "JUPYTER_RUNTIME_DIR": f"{USERS_DATA_DIR}/runtime",
     "JUPYTERLAB_SETTINGS_DIR": f"{HOME}/.jupyter/lab/user-settings",
     "JUPYTERLAB_WORKSPACES_DIR": f"{HOME}/.jupyter/lab/workspaces",
 }
-# Notebook trust (the signatures database and its secret, written when a notebook is opened) stays
-# where it always was, in the home: the data folder above is read-only to the user.
-NOTEBOOK_TRUST_FOLDER = f"{HOME}/.local/share/jupyter"
 SERVER = ["env", *(f"{name}={value}" for name, value in SERVER_ENVIRONMENT.items()),
-          "python3", "-I", "-m", "jupyterhub.singleuser", f"--NotebookNotary.data_dir={NOTEBOOK_TRUST_FOLDER}"]
+          "python3", "-I", "-m", "jupyterhub.singleuser", f"--NotebookNotary.data_dir={USERS_DATA_DIR}"]
 
 NOTICE_FILE = "PYTHON-UPGRADED.txt"
 

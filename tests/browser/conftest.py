@@ -59,44 +59,42 @@ def _reloadable(error) -> bool:
     return _network_changed(error) or "interrupted by another navigation" in str(error)
 
 
-def submit_form(page, path: str, fields: dict, button: str, attempts=3) -> None:
-    """Opens path, fills the form and submits it; again if Chromium dropped it (see above)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            page.goto(path)
-            for selector, value in fields.items():
-                page.fill(selector, value)
-            with page.expect_navigation():  # the form's answer, not the form itself still loaded
-                page.click(button)
-            if not page.url.startswith("chrome-error:"):
-                return
-        except PlaywrightError as error:
-            if not _reloadable(error) or attempt == attempts:
-                raise
-        page.wait_for_timeout(2_000)  # the host's interfaces settle (a new one's IPv6 address)
-    raise AssertionError(f"{path}: the browser could not submit the form")
-
-
-def log_in(page, user, password):
-    submit_form(page, "/hub/login", {"#username_input": user, "#password_input": password}, "#login_submit")
-
-
 def _dropped(page) -> bool:
     return page.url.startswith("chrome-error:")
 
 
-def goto(page, url: str, attempts=3) -> None:
-    """page.goto, again where Chromium dropped it (see above)."""
+def _until_not_dropped(page, what: str, navigate, attempts=3) -> None:
+    """Runs navigate(), again where Chromium dropped it (see above), as a person would reload."""
     for attempt in range(1, attempts + 1):
         try:
-            page.goto(url)
+            navigate()
             if not _dropped(page):
                 return
         except PlaywrightError as error:
             if not _reloadable(error) or attempt == attempts:
                 raise
-        page.wait_for_timeout(2_000)
-    raise AssertionError(f"{url}: the browser could not open it: {page.url}")
+        page.wait_for_timeout(2_000)  # the host's interfaces settle (a new one's IPv6 address)
+    raise AssertionError(f"{what}: the browser could not open it: {page.url}")
+
+
+def goto(page, url: str) -> None:
+    _until_not_dropped(page, url, lambda: page.goto(url))
+
+
+def submit_form(page, path: str, fields: dict, button: str) -> None:
+    """Opens path, fills the form and submits it."""
+    def submit():
+        page.goto(path)
+        for selector, value in fields.items():
+            page.fill(selector, value)
+        with page.expect_navigation():  # the form's answer, not the form itself still loaded
+            page.click(button)
+
+    _until_not_dropped(page, f"{path}, submitted", submit)
+
+
+def log_in(page, user, password):
+    submit_form(page, "/hub/login", {"#username_input": user, "#password_input": password}, "#login_submit")
 
 
 def _wait_for_launcher(page, dropped_requests) -> None:

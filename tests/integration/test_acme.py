@@ -121,6 +121,10 @@ def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_hub_and_every_
             user_leaf, user_response = served(stack, pebble.root_pem, f"alice.{HOST}", "/user/alice/lab")
             assert user_leaf == leaf and user_response.startswith("HTTP/1.1 ")
             assert "POST /present" in httpreq.logs() and "POST /cleanup" in httpreq.logs()
+            # The DNS provider's credentials are Traefik's alone, never in the hub's environment.
+            environment = {service: harness.docker("inspect", "-f", "{{json .Config.Env}}", stack.container(service))
+                           for service in ("proxy", "hub")}
+            assert "HTTPREQ_ENDPOINT=" in environment["proxy"] and "HTTPREQ_ENDPOINT" not in environment["hub"]
             assert (f"labhub setup: Traefik gets the certificate for lab.test, *.lab.test from {pebble.directory} "
                     "(dns-01 through httpreq)") in stack.service_log("setup")
         finally:
