@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # har
 
 import harness  # noqa: E402
 from . import measure  # noqa: E402
-from .setups import SETUPS, LabHubSwarm  # noqa: E402
+from .setups import SETUPS, LabHubHomes, LabHubQuotas, LabHubSwarm  # noqa: E402
 
 MB = 2**20
 
@@ -51,6 +51,11 @@ def run_setup(setup, args) -> dict:
                 setup.only_on(node)
                 figures["swarm_spawn"][role] = measure.warm_spawns(setup, admin, args.spawns, f"benchwarm{role}")
             return {**figures, "swarm_seconds": time.monotonic() - started}
+        if isinstance(setup, LabHubHomes):
+            print(f"== {setup.name}: {args.users} new users' first spawns, one by one", flush=True)
+            figures = {"first_spawn": measure.first_spawns(setup, admin, args.users)}
+            print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
+            return {**figures, "warm_spawn": measure.warm_spawns(setup, admin, args.spawns)}
         if args.hub_start_only:
             return {"hub_start": hub_start_alone(setup, admin, args), "seconds": time.monotonic() - started}
         print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
@@ -190,6 +195,23 @@ def hub_start_line(run: dict) -> str:
             f"the log: {spans}")
 
 
+def quota_lines(results: dict) -> list[str]:
+    """Home quotas' cost on the spawn path: the quotas setup against the homes setup (same file system)."""
+    without, with_ = results.get(LabHubHomes.name), results.get(LabHubQuotas.name)
+    lines = []
+    for name, figures in ((LabHubHomes.name, without), (LabHubQuotas.name, with_)):
+        if figures:
+            lines.append(f"{name}: first spawn p50 {figures['first_spawn']['p50']:.2f} s (max {figures['first_spawn']['max']:.2f}), "
+                         f"warm spawn p50 {figures['warm_spawn']['p50']:.2f} s (p95 {figures['warm_spawn']['p95']:.2f})")
+    if without and with_:
+        for figure, label in (("first_spawn", "a new user's first spawn"), ("warm_spawn", "warm spawn")):
+            a, b = without[figure]["p50"], with_[figure]["p50"]
+            lines.append(f"home quotas, {label} p50: {b:.2f} s with, {a:.2f} s without: {b / a:.2f}x (target <= 1.10x)")
+        lines.append("quota set-up for a new user (first spawn p50, with minus without): "
+                     f"{with_['first_spawn']['p50'] - without['first_spawn']['p50']:+.2f} s")
+    return lines
+
+
 def machine() -> dict:
     info = json.loads(harness.docker("info", "--format", "{{json .}}"))
     return {"cpus": os.cpu_count(), "memory_gib": round(info["MemTotal"] / 2**30, 1),
@@ -205,7 +227,9 @@ def main(argv=None) -> int:
     parser.add_argument("--spawns", type=int, help="timed warm spawns (default 10; 3 with --short)")
     parser.add_argument("--setups", default="labhub,reference",
                         help="which to run, comma-separated: labhub, reference (both by default), swarm (LabHub in "
-                        "swarm mode on a two-node swarm of engine containers: its warm spawns on each node)")
+                        "swarm mode on a two-node swarm of engine containers: its warm spawns on each node), homes "
+                        "and quotas (LabHub with homes on a btrfs file system of their own, without and with "
+                        "LABHUB_HOME_QUOTA: new users' first spawns and warm spawns)")
     parser.add_argument("--hub-start-only", action="store_true",
                         help="measure only LabHub's hub start: 50 users, --users of them with a server running, the "
                         "hub restarted (the reference has no such figure); writes benchmark-hub-start.json")
@@ -250,6 +274,8 @@ def main(argv=None) -> int:
     print(f"\n{m['cpus']} CPUs, {m['memory_gib']} GiB, Docker {m['docker']}, load {m['load_average_at_start'][0]:.2f} "
           f"at start; {what}\n")
     print(table(report["results"], args.users))
+    for line in quota_lines(report["results"]):
+        print(line)
     for name, figures in report["results"].items():
         if "burst" in figures:
             print(f"{name} user image: {figures['user_image']}")

@@ -72,6 +72,19 @@ def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "
     return percentiles(times)
 
 
+def first_spawns(setup: Setup, admin: harness.HubClient, users: int) -> dict:
+    """New users' first spawns, one at a time: their home made (and limited, with quotas) and
+    first-login content run, as a new user meets it."""
+    times = []
+    for i in range(users):
+        name = f"benchnew{i}"
+        setup.prepare_user(admin, name)
+        client = setup.login(name)
+        times.append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
+        client.stop_server()
+    return percentiles(times)
+
+
 def kernel_round_trips(client: harness.HubClient, runs: int) -> dict:
     """execute_request -> result over one wss connection, through the front door."""
     kernel = client.start_kernel()

@@ -2,6 +2,9 @@
 fresh clone runs it (native logins, Traefik in front), and the reference (benchmarks/reference/:
 stock DockerSpawner, a JupyterLab image built the usual way, JupyterHub serving TLS itself)."""
 
+import contextlib
+
+import filesystems
 import harness
 import swarm
 from labhub import certs, settings
@@ -154,4 +157,34 @@ class LabHubSwarm(LabHub):
         swarm.only_on(self.deployment, self.cluster, node)
 
 
-SETUPS = {"labhub": LabHub, "reference": Reference, "swarm": LabHubSwarm}
+class LabHubHomes(LabHub):
+    """LabHub with homes under LABHUB_HOME_ROOT on a btrfs file system of their own (a loop-mounted
+    image, as tests/integration/test_quotas.py makes), without home quotas: the quotas setup's
+    baseline. Only spawns are measured: new users' first ones and one user's warm ones."""
+    name = "LabHub homes on btrfs"
+    front = ()
+    measures_hub_start = False
+    quota = ""  # LABHUB_HOME_QUOTA
+
+    def __init__(self):
+        super().__init__()
+        self.deployment = harness.Deployment("labhubbenchhomes")
+        self.mounted = contextlib.ExitStack()
+
+    def up(self) -> None:
+        homes = self.mounted.enter_context(filesystems.btrfs_homes("bench-homes", quotas=bool(self.quota)))
+        self.deployment.set_env(home_root=homes, **({"home_quota": self.quota} if self.quota else {}))
+        super().up()
+
+    def destroy(self) -> None:
+        super().destroy()
+        self.mounted.close()
+
+
+class LabHubQuotas(LabHubHomes):
+    """The same with LABHUB_HOME_QUOTA: each home a subvolume with its limit, set at each start."""
+    name = "LabHub quotas on btrfs"
+    quota = "20G"
+
+
+SETUPS = {"labhub": LabHub, "reference": Reference, "swarm": LabHubSwarm, "homes": LabHubHomes, "quotas": LabHubQuotas}

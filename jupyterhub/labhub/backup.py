@@ -2,7 +2,8 @@
 back on a fresh clone or another machine, and says what it holds and how to check it.
 
     hub/            the hub-data volume: the user database (a consistent copy, made with SQLite's
-                    backup API while the hub serves), the cookie secret, user-ids.json
+                    backup API while the hub serves), the cookie secret, user-ids.json,
+                    home-quotas.json
     site/           .env, secret/, the admin's copies of the templates
     homes/<user>/   each user's home (Docker volumes or folders under LABHUB_HOME_ROOT)
     shared/         the shared folder (with --shared)

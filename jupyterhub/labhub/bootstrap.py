@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import docker
 
-from . import hooks
+from . import hooks, quota
 from .guard import WAIT as WAIT_FOR_GUARD
 from .settings import CONTEXT_DIR
-from .userenv import OLDER_PYTHON_NOTICE, SERVER
+from .userenv import OLDER_PYTHON_NOTICE, SERVER, USERS_DATA_DIR
 
 if TYPE_CHECKING:
     from .context import HubContext
@@ -54,6 +54,7 @@ if [ ! -e "$marker" ]; then
       echo "Tell your admin; this is what it said:"; echo; cat /tmp/labhub-bootstrap.log; }} >"$HOME/BOOTSTRAP-FAILED.txt"
   fi
 fi
+mkdir -p "{USERS_DATA_DIR}" 2>/dev/null || :  # notebook trust's folder, which the server does not make
 exec "$@"
 """
 
@@ -87,6 +88,7 @@ def configure(c, ctx: "HubContext") -> None:
 
     hooks.add_hook(c, "pre_spawn_hook", mount_site)
     # The server runs apart from the user's own packages (labhub.userenv).
-    c.DockerSpawner.cmd = ["sh", "-c", START, "labhub-start", *SERVER]
+    # (With home quotas enforced, inside labhub.quota's filter.)
+    c.DockerSpawner.cmd = [*quota.server_prefix(ctx.facts.home_quotas), "sh", "-c", START, "labhub-start", *SERVER]
     # bootstrap.sh may clone repositories: give the first start time for it.
     c.Spawner.http_timeout = 150

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, images, probe, resources, settings, siteconfig, swarm
+from . import auth, images, probe, quota, resources, settings, siteconfig, swarm
 from .context import EngineFacts
 from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError, fail
 from .stack import Stack
@@ -133,6 +133,8 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
         problems.append(str(fail("SHARED_DIR", f"{s.shared_dir} has mode {shared.mode:o}, not setgid and "
                                                "group-writable, so users could not edit each other's files",
                                  f"run `sudo ./host-setup shared-folder {s.shared_dir} <group>`")))
+    if facts.home_quotas and not facts.home_quotas.name:
+        problems.append(quota.not_enforced(s, facts.home_quotas))
     devices = facts.gpus
     if devices and s.gpus_per_server.isdigit() and int(s.gpus_per_server) > len(devices):
         problems.append(str(fail("GPUS_PER_SERVER", f"{s.gpus_per_server} GPUs per server, but the engine "
@@ -145,9 +147,34 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
     return problems
 
 
-def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[str]:
-    """`labhub check`'s look at the engine: what its probes find wrong, then engine_problems."""
-    facts = probe.engine_facts(engine, stack, s)
+def disk_warnings(facts: EngineFacts, s: Settings) -> list[str]:
+    """What puts every user's work at risk on a full disk, not wrong enough to stop anything: homes
+    on the file system of Docker's data root (the images, the hub's database), and any file system
+    LabHub uses filled to 90 %. The hub logs these at its start; `labhub check` prints them too."""
+    warnings = []
+    docker_root = facts.folders.get(facts.docker_root)
+    if not s.home_root:
+        warnings.append(f"{settings.PREFIX}HOME_ROOT: homes are Docker volumes, on Docker's data root with the images and "
+                        "the hub's database, so one user's files can fill the disk for everyone; for more than a trial, put "
+                        f"homes on a file system of their own and set it ({quota.README})")
+    elif docker_root and s.home_root in facts.folders and facts.folders[s.home_root].device == docker_root.device:
+        warnings.append(f"{settings.PREFIX}HOME_ROOT: {s.home_root} is on the file system of Docker's data root "
+                        f"({facts.docker_root}: the images, the hub's database), so a full home stops the hub too; put "
+                        f"homes on a file system of their own ({quota.README})")
+    seen = set()
+    for path, folder in facts.folders.items():
+        if folder.full(quota.WARN_AT) and (folder.device or path) not in seen:
+            seen.add(folder.device or path)
+            what = "Docker's data root (the images, the hub's database)" if path == facts.docker_root else "used by LabHub"
+            warnings.append(f"{path}: its file system is {folder.used:.0%} full, {what}; free space there "
+                            "before saves and starts fail")
+    return warnings
+
+
+def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Settings,
+                           facts: EngineFacts | None = None) -> list[str]:
+    """`labhub check`'s look at the engine: what its probes find (or found) wrong, then engine_problems."""
+    facts = facts or probe.engine_facts(engine, stack, s)
     mem, cpus = resources.site_limits(facts, s)
     # The hub makes the catalog at its start (and refuses without the default flavor); check does here.
     catalog = _collected(images.Catalog, engine, False, mem, cpus)

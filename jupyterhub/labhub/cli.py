@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import auth, certs, checks, proxy, settings
 from .settings import SECRET_DIR, SITE_DIR, SettingError
+from .terminal import printable
 
 BACKUPS = "backups"
 
@@ -53,13 +54,19 @@ def _engine():
 def check(_args) -> None:
     s, problems = checks.config(os.environ, SECRET_DIR)
     problems += checks.secret_permissions(SECRET_DIR) + checks.site_files(SITE_DIR)
+    warnings = []
     if s:
+        from . import probe
         problems += certs.problems(SECRET_DIR, s)
         engine, lab = _engine()
-        problems += checks.probed_engine_problems(engine, lab, s) + checks.port_problems(engine, lab, s) + \
+        facts = probe.engine_facts(engine, lab, s)
+        problems += checks.probed_engine_problems(engine, lab, s, facts) + checks.port_problems(engine, lab, s) + \
             checks.user_host_problems(engine, lab, s) + checks.acme_problems(engine, lab, s)
+        warnings = checks.disk_warnings(facts, s)
     for problem in problems:
         print(problem)
+    for warning in warnings:  # risks, not faults: they do not fail the check
+        print(f"warning: {warning}")
     print(f"labhub check: {len(problems)} problem(s)" if problems else "labhub check: no problems found")
     raise SystemExit(1 if problems else 0)
 
@@ -90,7 +97,11 @@ def do_restore(args) -> None:
 def do_status(_args) -> None:
     from . import status
     engine, lab = _engine()
-    print(status.table(status.servers(engine, lab, settings.load().swarm), datetime.datetime.now(datetime.timezone.utc)))
+    s = settings.load()
+    running = status.servers(engine, lab, s.swarm)
+    print(status.table(running, datetime.datetime.now(datetime.timezone.utc)))
+    for line in status.near_full(status.homes(engine, lab, s), running) if s.home_quota else []:
+        print(line)
 
 
 def do_nodes(args) -> None:
@@ -112,7 +123,33 @@ def do_nodes(args) -> None:
 def do_homes(_args) -> None:
     from . import status
     engine, lab = _engine()
-    print(status.homes_table(status.home_sizes(engine, lab, settings.load())))
+    print(status.homes_table(status.homes(engine, lab, settings.load())))
+
+
+def do_quota(args) -> None:
+    from . import quota
+    s = settings.load()
+    if not s.home_quota:
+        raise SettingError("labhub quota: quotas are off; set LABHUB_HOME_QUOTA (e.g. 20G, or none for per-user "
+                           "quotas only) in .env first (README, Disk and quotas)")
+    overrides = quota.Overrides()
+    if args.action == "list":
+        print(f"default (LABHUB_HOME_QUOTA): {s.home_quota}")
+        for user, size in sorted(overrides.sizes.items()):
+            print(f"{printable(user)}: {size}")
+        return
+    if not args.user or (args.action == "set" and not args.size):
+        raise SettingError(f"labhub quota {args.action}: name the user{' and the size' if args.action == 'set' else ''}, "
+                           "e.g. ./labhub quota set ann 50G")
+    size = None
+    if args.action == "set":
+        if quota.parse_size(args.size) is None:
+            raise SettingError(f"labhub quota set: {args.size!r} is not a size; write e.g. 50G or 512M, or none for no limit")
+        size = args.size.upper() if args.size.lower() != quota.UNLIMITED else quota.UNLIMITED
+    overrides.set(args.user, size)
+    from . import storage
+    engine, lab = _engine()
+    print(f"labhub quota: {storage.limit_home_now(engine, lab, s, args.user, overrides)}")
 
 
 def do_upgrade(args) -> None:
@@ -166,7 +203,16 @@ def main(argv=None) -> None:
                   "nodes (by default over ssh, to ssh://<node>).")
     sub.add_argument("action", nargs="?", default="list", choices=("list", "add", "drain", "undrain"))
     sub.add_argument("node", nargs="?", help="the node's host name, as `./labhub nodes` lists it")
-    command("homes", do_homes, "list every user's home with the disk it takes (files and installed packages), largest first")
+    command("homes", do_homes, "list every user's home with the disk it takes (files and installed packages) and its "
+                               "quota, fullest first")
+    sub = command("quota", do_quota, "list the home quotas set per user, set a user's (applied at once), or reset it",
+                  "With LABHUB_HOME_QUOTA set (README, Disk and quotas): `quota` lists the default and each user's own; "
+                  "`quota set USER SIZE` gives USER a quota of their own (e.g. 50G, or none: no limit), applied at once where "
+                  "the file system enforces quotas; `quota reset USER` gives them their groups' (a group's home_quota "
+                  "property, set on the hub's admin page) or the default again.")
+    sub.add_argument("action", nargs="?", default="list", choices=("list", "set", "reset"))
+    sub.add_argument("user", nargs="?", help="the user's name, as they log in")
+    sub.add_argument("size", nargs="?", help="e.g. 50G, 512M, or none")
     sub = command("upgrade", do_upgrade, "back up, then upgrade the hub database (./labhub upgrade also rebuilds "
                   "the images first and restarts the hub after; user servers keep running)")
     sub.add_argument("--output", default=BACKUPS, help=f"folder for the backup (default {BACKUPS}/)")

@@ -16,6 +16,7 @@ from .stack import Stack
 
 if TYPE_CHECKING:
     from .images import Catalog
+    from .quota import Backend
     from .storage import HostFolder
 
 
@@ -24,9 +25,11 @@ class EngineFacts:
     api_version: tuple[int, ...]
     cpus: int
     memory: int  # bytes
-    folders: dict[str, "HostFolder"]  # host folder -> its group and mode
+    folders: dict[str, "HostFolder"]  # host folder (and Docker's data root) -> its group, mode and file system
     gpus: list[str]  # GPU indexes servers may use
     errors: list[SettingError] = field(default_factory=list)  # what the probes found wrong
+    docker_root: str = ""  # the engine's data root (images, volumes, the hub's state)
+    home_quotas: "Backend | None" = None  # with LABHUB_HOME_QUOTA: how the home root's file system limits homes
 
 
 @dataclass(frozen=True)

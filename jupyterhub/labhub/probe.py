@@ -6,7 +6,7 @@ finds a setting wrong (a missing host folder, LABHUB_GPUS=on without a GPU) reco
 
 import docker
 
-from . import gpu, storage, swarm
+from . import gpu, quota, storage, swarm
 from .context import EngineFacts
 from .settings import Settings, SettingError
 from .stack import Stack
@@ -26,15 +26,19 @@ def engine_facts(engine: docker.DockerClient, stack: Stack, s: Settings) -> Engi
         placed = swarm.server_nodes(engine)
         if placed:  # limits that fit on every node servers may land on
             cpus, memory = min(node.cpus for node in placed), min(node.memory for node in placed)
+    home_quotas, docker_root = None, info.get("DockerRootDir", "")
     try:
-        folders = storage.probe_host_folders(engine, stack, s)
+        folders = storage.probe_host_folders(engine, stack, s, also=(docker_root,) if docker_root else ())
     except SettingError as error:
         folders = {}
         errors.append(error)
+    else:
+        if s.home_quota:
+            home_quotas = quota.probe(engine, stack, s, folders[s.home_root])
     try:
         devices = gpu.available(info, engine, stack, s, placed)
     except SettingError as error:
         devices = []
         errors.append(error)
     return EngineFacts(api_version=api_version, cpus=int(cpus), memory=memory, folders=folders, gpus=devices,
-                       errors=errors)
+                       errors=errors, docker_root=docker_root, home_quotas=home_quotas)

@@ -160,6 +160,10 @@ class _Reader:
             raise fail(name, f"{self.raw[name]!r} is not a size", "write e.g. 8G or 512M, or leave it empty")
         return value
 
+    def quota(self, name: str) -> str:
+        """A size, or none: quotas on, but only those set per user or group."""
+        return "none" if self.raw[name].lower() == "none" else self.size(name)
+
     def cpus(self, name: str) -> float | None:
         value = self.raw[name]
         if not value:
@@ -262,6 +266,9 @@ class Settings:
                                               _Reader.items, ";")
     home_root: str = _row("", "host folder holding a home folder per user; empty: a Docker volume per user",
                           _Reader.host_path)
+    home_quota: str = _row("", "disk each user's home may take, e.g. 20G; none: only the quotas set per user (./labhub "
+                            "quota) or group (its home_quota property); empty: no quotas (needs HOME_ROOT on XFS or "
+                            "btrfs, README: Disk and quotas)", _Reader.quota)
     data_mounts: tuple[DataMount, ...] = _row("", "host folders for every user, host:container[:ro|rw], comma-separated",
                                               _Reader.data_mounts)
     shared_dir: str = _row("", "host folder every user can write to, at ~/shared; its group is mapped in",
@@ -368,6 +375,10 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     if s.user_ids == "per-user" and not s.home_root:
         raise fail("USER_IDS", "per-user ids need home folders on the host",
                    "set LABHUB_HOME_ROOT too (Docker volumes cannot be owned per user)")
+    if s.home_quota and not s.home_root:
+        raise fail("HOME_QUOTA", "homes are Docker volumes, which Docker cannot limit in size",
+                   "set LABHUB_HOME_ROOT to a folder on XFS (prjquota) or btrfs for homes (README, Disk and quotas), "
+                   "or leave it empty")
     if s.sudo_users and s.user_ids == "per-user":
         raise fail("SUDO_USERS", "sudo needs the image's own user (per-user ids have no account in the image)",
                    "leave it empty, or set LABHUB_USER_IDS=shared")

@@ -1,5 +1,6 @@
 """`labhub status`: the user servers running now, what each runs and uses; `labhub homes`: how
-much disk each user's home takes (their files and what they installed), largest first; `labhub
+much disk each user's home takes (their files and what they installed) against its quota, fullest
+first; `labhub
 nodes` (swarm mode): the nodes, with their resources and servers."""
 
 import datetime
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 import docker
 from escapism import unescape
 
-from . import storage, swarm
+from . import quota, storage, swarm
 from .gpu import ASSIGNED_LABEL
-from .settings import Settings
+from .settings import DATABASE, Settings
 from .spawner import SERVER_LABEL
 from .stack import Stack
 from .terminal import printable
@@ -137,20 +138,53 @@ def nodes_table(engine: docker.DockerClient) -> str:
     return "\n".join(_columns(rows))
 
 
-def home_sizes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[tuple[str, int]]:
-    """(user, bytes on disk) for every home, largest first, measured by du in a helper container."""
+@dataclass(frozen=True)
+class Home:
+    user: str
+    used: int  # bytes
+    quota: int  # bytes; 0: none
+    enforced: bool  # the file system holds it to its quota (else LabHub only measures)
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.quota if self.quota else 0.0
+
+
+def homes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[Home]:
+    """Every home with its use and quota, fullest first (then largest): as the file system counts
+    them where it enforces quotas, else measured by du against the quota the user would have."""
     mounts = storage.home_mounts(engine, stack, s, "/homes")
     if not mounts:
         return []
-    out = stack.run_helper(engine, ["find", "/homes", "-mindepth", "1", "-maxdepth", "1", "-type", "d",
-                                    "-exec", "du", "-sB1", "{}", "+"], mounts=mounts).decode()
-    sizes = [(unescape(path.rpartition("/")[2], escape_char="-"), int(size))
-             for size, path in (line.split("\t", 1) for line in out.splitlines())]
-    return sorted(sizes, key=lambda row: (-row[1], row[0]))
+    found = quota.probe(engine, stack, s, storage.probe_host_folders(engine, stack, s)[s.home_root]) if s.home_quota else None
+    enforced = bool(found and found.name)
+    out = stack.run_helper(engine, quota.measure_command(found), mounts=mounts, **quota.helper_options(found)).decode()
+    overrides, groups = quota.Overrides(), quota.user_groups(DATABASE) if s.home_quota else {}
+    rows = []
+    for name, use in quota.parse_measured(out).items():
+        user = unescape(name, escape_char="-")
+        limit = use.limit or (quota.quota_for(user, groups.get(user, []), overrides, s.home_quota)[0] if s.home_quota else 0)
+        rows.append(Home(user, use.used, limit, enforced and bool(use.limit)))
+    return sorted(rows, key=_fullest_first)
 
 
-def homes_table(sizes: list[tuple[str, int]]) -> str:
-    sizes = [(printable(user), size) for user, size in sizes]
-    width = max([len("USER")] + [len(user) for user, _ in sizes])
-    lines = [f"{'USER'.ljust(width)}  {'SIZE':>10}"] + [f"{user.ljust(width)}  {size / 2**20:>6,.0f} MiB" for user, size in sizes]
-    return "\n".join(lines + [f"{len(sizes)} home(s), {sum(size for _, size in sizes) / 2**30:,.1f} GiB in all"])
+def _fullest_first(h: Home):
+    return -h.fraction, -h.used, h.user
+
+
+def homes_table(found: list[Home]) -> str:
+    rows = [("USER", "SIZE", "QUOTA", "USE")]
+    for h in found:
+        rows.append((h.user, quota.format_size(h.used), (quota.format_size(h.quota) if h.quota else "-") +
+                     ("" if h.enforced or not h.quota else " (not enforced)"), f"{100 * h.fraction:.0f}%" if h.quota else "-"))
+    full = [h.user for h in found if h.quota and h.fraction >= quota.WARN_AT]
+    return "\n".join(_columns(rows) + [f"{len(found)} home(s), {quota.format_size(sum(h.used for h in found))} in all" +
+                                       (f"; {len(full)} at {quota.WARN_AT:.0%} of their quota or more" if full else "")])
+
+
+def near_full(found: list[Home], running: list[Server]) -> list[str]:
+    """A line for each running server's user whose home is near its quota (`labhub status`)."""
+    users = {s.user for s in running}
+    return [f"{printable(h.user)}'s home is {100 * h.fraction:.0f}% full ({quota.format_size(h.used)} of "
+            f"{quota.format_size(h.quota)}): their saves fail at the quota" for h in found
+            if h.user in users and h.quota and h.fraction >= quota.WARN_AT]

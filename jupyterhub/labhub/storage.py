@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import docker
 from docker.errors import APIError
 
-from . import hooks
+from . import hooks, quota
 from .files import write_atomic
-from .settings import DATA_DIR, Settings, fail
+from .settings import DATA_DIR, DATABASE, Settings, fail
 from .stack import Stack
 
 if TYPE_CHECKING:
@@ -50,24 +50,55 @@ def host_folders(s: Settings) -> dict[str, str]:
 class HostFolder:
     gid: int
     mode: int  # permission bits, setgid included
+    device: str = ""  # the file system's major:minor, the same for every folder on it
+    fs_type: str = ""
+    options: frozenset[str] = frozenset()  # the file system's mount options (e.g. prjquota)
+    used: float = 0.0  # fraction of the file system in use, as df counts it
+
+    def full(self, threshold: float = 0.9) -> bool:
+        return self.used >= threshold
 
 
-def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings) -> dict[str, HostFolder]:
-    """Checks that each host folder exists and reads its group and mode, from a throwaway container."""
-    folders = list(host_folders(s))
+# Per folder: its group, mode and the file system's blocks (total, free, free to users); then the
+# mount table, where each folder's mount point names its file system and that file system's options.
+_PROBE = 'for d; do echo "$(stat -c "%g %a" "$d") $(stat -f -c "%b %f %a" "$d")"; done; cat /proc/self/mountinfo'
+
+
+def _mount_entry(mountinfo: str, target: str) -> tuple[str, str, frozenset[str]]:
+    """(device, type, options) of the file system mounted at target, from a mount table."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == target and " - " in line:
+            fs_type, _source, super_options = line.split(" - ", 1)[1].split()[:3]
+            return fields[2], fs_type, frozenset(fields[5].split(",") + super_options.split(","))
+    return "", "", frozenset()
+
+
+def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings, also: tuple[str, ...] = ()) -> dict[str, HostFolder]:
+    """Checks that each host folder exists and reads its group, mode and file system, from a
+    throwaway container; `also`: more host paths to look at (e.g. Docker's data root)."""
+    folders = list(dict.fromkeys([*host_folders(s), *also]))
     if not folders:
         return {}
     mounts = [docker.types.Mount(f"/probe/{i}", path, type="bind", read_only=True) for i, path in enumerate(folders)]
     try:
-        out = stack.run_helper(engine, ["stat", "-c", "%g %a", *(m["Target"] for m in mounts)], mounts=mounts)
+        out = stack.run_helper(engine, ["sh", "-c", _PROBE, "sh", *(m["Target"] for m in mounts)], mounts=mounts)
     except APIError as e:
         missing = next((path for path in folders if path in str(e)), None)
-        if missing is None:
+        if missing is None or missing not in host_folders(s):
             raise
         raise fail(host_folders(s)[missing], f"host folder {missing} does not exist",
                    "create it (see README, Storage) or change the setting") from None
-    found = [HostFolder(int(gid), int(mode, 8)) for gid, mode in map(str.split, out.decode().splitlines())]
-    return dict(zip(folders, found, strict=True))
+    lines = out.decode().splitlines()
+    mountinfo = "\n".join(lines[len(folders):])
+    found = {}
+    for (path, mount), line in zip(zip(folders, mounts), lines, strict=False):
+        gid, mode, total, free, available = line.split()
+        used = int(total) - int(free)
+        device, fs_type, options = _mount_entry(mountinfo, mount["Target"])
+        found[path] = HostFolder(int(gid), int(mode, 8), device, fs_type, options,
+                                 used / (used + int(available)) if used + int(available) else 0.0)
+    return found
 
 
 def home_mounts(engine: docker.DockerClient, stack: Stack, s: Settings, root: str) -> list[docker.types.Mount]:
@@ -107,9 +138,11 @@ class Area:
 
 
 # For each area: made if missing; a former LabHub folder gets the new owner and mode (the folder
-# itself: its files keep theirs) and is reported; anything else that exists is left alone.
+# itself: its files keep theirs) and is reported; anything else that exists is left alone. After
+# "--", the arguments of labhub.quota's script, which limits the home (in the same container, so
+# that quotas cost a start no container of its own).
 _MAKE_AREAS = """
-while [ $# -gt 0 ]; do
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
   d=$1 owner=$2 group=$3 mode=$4 former=$5; shift 5
   if [ ! -d "$d" ]; then
     install -d -o "$owner" -g "$group" -m "$mode" "$d"
@@ -117,22 +150,36 @@ while [ $# -gt 0 ]; do
     chown "$owner:$group" "$d" && chmod "$mode" "$d" && echo "$d"
   fi
 done
+if [ $# -gt 0 ]; then
+  shift
+  echo "quota $(sh "$@" 2>&1 | tr '\\n' ' ')"
+fi
 """
 
 
-def _make_areas(engine, stack: Stack, name: str, areas: list[Area]) -> list[str]:
-    """Makes each area's root/name, in one helper container; returns a line for each former one changed."""
+def _make_areas(engine, stack: Stack, name: str, areas: list[Area], limit_home: list[str] | None = None,
+                **options) -> tuple[list[str], str]:
+    """Makes each area's root/name, in one helper container, then limits the home if limit_home
+    (labhub.quota's command for it) says how. Returns a line for each former area changed, and
+    what the quota's script printed."""
     args = [str(v) for i, a in enumerate(areas) for v in (f"/area/{i}/{name}", a.owner, a.group, a.mode, a.former)]
-    out = stack.run_helper(engine, ["sh", "-c", _MAKE_AREAS, "sh", *args],
+    if limit_home:
+        args += ["--", *limit_home[1:]]
+    out = stack.run_helper(engine, ["sh", "-c", _MAKE_AREAS, "sh", *args], **options,
                            mounts=[docker.types.Mount(f"/area/{i}", a.root, type="bind") for i, a in enumerate(areas)])
+    lines = out.decode().splitlines()
     changed = {f"/area/{i}/{name}": a for i, a in enumerate(areas)}
-    return [f"{a.root}/{name}: made by an older LabHub, owned by {a.former} (open to every server with that uid); "
-            f"now {a.owner}:{a.group} mode {a.mode}, its user's alone" for a in map(changed.get, out.decode().split())]
+    changed_lines = [f"{a.root}/{name}: made by an older LabHub, owned by {a.former} (open to every server with that uid); "
+                     f"now {a.owner}:{a.group} mode {a.mode}, its user's alone" for a in map(changed.get, lines) if a]
+    return changed_lines, next((line.removeprefix("quota ") for line in lines if line.startswith("quota ")), "")
 
 
 def configure(c, ctx: "HubContext") -> None:
     s, stack = ctx.settings, ctx.stack
-    user_ids = UserIds(s.first_uid, USER_IDS_FILE) if s.user_ids == "per-user" or s.cluster_dir else None
+    quotas = ctx.facts.home_quotas if ctx.facts.home_quotas and ctx.facts.home_quotas.name else None
+    # XFS: a user's id is also their home's project id.
+    needs_ids = s.user_ids == "per-user" or s.cluster_dir or (quotas and quotas.name == "xfs")
+    user_ids = UserIds(s.first_uid, USER_IDS_FILE) if needs_ids else None
 
     def uid(spawner) -> int:
         return user_ids(spawner.escaped_name) if s.user_ids == "per-user" else IMAGE_UID
@@ -166,9 +213,48 @@ def configure(c, ctx: "HubContext") -> None:
             found.append(Area(s.cluster_dir, 0, user_ids(spawner.escaped_name), "2770", former=f"{IMAGE_UID}:{IMAGE_GID}"))
         return found
 
+    def limit_home(spawner) -> list[str] | None:
+        """labhub.quota's command limiting the user's home (the first area), if quotas are enforced."""
+        if not quotas:
+            return None
+        groups = [(group.name, group.properties or {}) for group in spawner.user.groups]
+        limit, _ = quota.quota_for(spawner.user.name, groups, quota.Overrides(), s.home_quota)
+        # A home another server of the user has mounted stays the folder it is until they all stop.
+        in_use = any(other.active for other in spawner.user.spawners.values() if other is not spawner)
+        project_id = user_ids(spawner.escaped_name) if quotas.name == "xfs" else 0
+        return quota.apply_command(quotas, f"/area/0/{spawner.escaped_name}", "/area/0", project_id, limit, not in_use)
+
     if s.home_root or s.cluster_dir:
         async def make_own_folders(spawner):
-            for line in await asyncio.to_thread(_make_areas, ctx.engine, stack, spawner.escaped_name, areas(spawner)):
+            changed, limited = await asyncio.to_thread(_make_areas, ctx.engine, stack, spawner.escaped_name, areas(spawner),
+                                                       limit_home(spawner), **quota.helper_options(quotas))
+            for line in changed:
                 spawner.log.warning("labhub: %s", line)
+            if quotas:
+                quota.log_use(spawner.log, spawner.user.name, quota.parse_use(limited), limited)
 
         hooks.add_hook(c, "pre_spawn_hook", make_own_folders)
+
+
+def limit_home_now(engine: docker.DockerClient, stack: Stack, s: Settings, user: str, overrides: "quota.Overrides") -> str:
+    """Applies a user's quota to their home at once (`labhub quota set`); says what it did. A home
+    that is still a plain folder on btrfs becomes a subvolume at its user's next start, not here,
+    where one of their servers may have it mounted."""
+    from dockerspawner import DockerSpawner  # its escaping names the home's folder
+    found = quota.probe(engine, stack, s, probe_host_folders(engine, stack, s)[s.home_root])
+    limit, source = quota.quota_for(user, quota.user_groups(DATABASE).get(user, []), overrides, s.home_quota)
+    said = f"{user}'s quota is {quota.format_size(limit) if limit else 'no limit'} ({source})"
+    if not found.name:
+        return f"{said}, not enforced: {found.problem}"
+    name = DockerSpawner._escape(user)
+    project_id = UserIds(s.first_uid, USER_IDS_FILE)(name) if found.name == "xfs" else 0
+    script = f'[ -d /area/0/{name} ] || {{ echo no-home; exit; }}; exec "$@"'
+    out = stack.run_helper(engine, ["sh", "-c", script, "sh", *quota.apply_command(found, f"/area/0/{name}", "/area/0",
+                                                                                  project_id, limit, convert=False)],
+                           mounts=[docker.types.Mount("/area/0", s.home_root, type="bind")], **quota.helper_options(found))
+    use = quota.parse_use(out.decode())
+    if out.decode().strip() == "no-home":
+        return f"{said}; applied when their home is made, at their first start"
+    if use is None:
+        return f"{said}; applied at their next start (their home becomes a btrfs subvolume then)"
+    return f"{said}, in force: {quota.format_size(use.used)} used"

@@ -29,13 +29,15 @@ from .storage import HOME
 # folder is the image's own, which only root writes. What the server writes, and the user's lab
 # settings and workspaces, stay in the home. Its kernels and terminals get Jupyter's usual folders
 # back (the images' labhub_server.py), as they get the user site.
-# The home's usual data folder, where the server's own writing stays: its runtime files, and notebook
-# trust (the signatures database and its secret, written when a notebook is opened).
+# The home's usual data folder, where the server's own lasting writing stays: notebook trust (the
+# signatures database and its secret, written when a notebook is opened).
 USERS_DATA_DIR = f"{HOME}/.local/share/jupyter"
 SERVER_ENVIRONMENT = {
     "JUPYTER_CONFIG_DIR": "/dev/null/jupyter",
     "JUPYTER_DATA_DIR": "/usr/local/share/jupyter",
-    "JUPYTER_RUNTIME_DIR": f"{USERS_DATA_DIR}/runtime",
+    # Runtime files (the server's own, kernels' connection files) last as long as the container, and
+    # live in it: a server whose home is at its quota must still start (README, Disk and quotas).
+    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
     "JUPYTERLAB_SETTINGS_DIR": f"{HOME}/.jupyter/lab/user-settings",
     "JUPYTERLAB_WORKSPACES_DIR": f"{HOME}/.jupyter/lab/workspaces",
 }

@@ -15,13 +15,20 @@ anywhere. The users' kernels folder (~/.local/share/jupyter/kernels) is offered 
 image's does not hide it. Files in it are served at /user/<name>/kernelspecs/ with a sandboxing
 Content-Security-Policy added by Traefik (reverse-proxy/dynamic/labhub.toml).
 
+Notebook trust's records stay in the home too (HomeSignatureStore), but a home at its quota must
+not make saving a notebook fail with "database is locked": the save goes on and fails, if it does,
+with its own reason ("Disk quota exceeded"), which JupyterLab shows.
+
 Named in /usr/local/etc/jupyter/jupyter_server_config.json (the documented way: neither class's
-folders nor environment is a setting).
+folders nor environment is a setting) and, for the store (a callable, which JSON cannot name),
+jupyter_server_config.py there.
 """
 
 import os
+import sqlite3
 
 from jupyter_client.kernelspec import KernelSpecManager
+from nbformat.sign import SQLiteSignatureStore
 from jupyter_server_terminals.terminalmanager import TerminalManager
 from traitlets import default
 
@@ -50,3 +57,28 @@ class UserKernelSpecManager(KernelSpecManager):
 class UserTerminalManager(TerminalManager):
     def make_term_env(self, *args, **kwargs) -> dict[str, str]:
         return {**super().make_term_env(*args, **kwargs), **USER_FOLDERS}
+
+
+class HomeSignatureStore(SQLiteSignatureStore):
+    """Notebook trust's database in the home's Jupyter data folder (where the hub points
+    NotebookNotary.data_dir, labhub.userenv.USERS_DATA_DIR). Where the home cannot take a write, a
+    notebook is not remembered as trusted, rather than its save or its opening failing."""
+
+    @classmethod
+    def in_home(cls) -> "HomeSignatureStore":  # NotebookNotary.store_factory
+        return cls(os.path.join(USER_FOLDERS["JUPYTER_DATA_DIR"], "nbsignatures.db"))
+
+    def store_signature(self, digest, algorithm):
+        try:
+            super().store_signature(digest, algorithm)
+        except sqlite3.Error as e:
+            self.db.rollback()
+            self.log.warning("Notebook trust not recorded (is the home full?): %s", e)
+
+    def check_signature(self, digest, algorithm):
+        try:
+            return super().check_signature(digest, algorithm)
+        except sqlite3.Error as e:  # its last-seen time could not be written
+            self.db.rollback()
+            self.log.warning("Notebook trust not read (is the home full?): %s", e)
+            return False

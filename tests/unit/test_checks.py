@@ -103,7 +103,7 @@ def test_missing_default_image_is_named_with_the_build_command():
 @pytest.mark.parametrize("mode, ok", [(0o2770, True), (0o2775, True), (0o755, False), (0o770, False)])
 def test_shared_folder_needs_setgid_and_group_write(monkeypatch, mode, ok):
     monkeypatch.setattr(storage, "probe_host_folders",
-                        lambda engine, stack, s: {"/data/shared": storage.HostFolder(1234, mode)})
+                        lambda engine, stack, s, also=(): {"/data/shared": storage.HostFolder(1234, mode)})
     problems = checks.probed_engine_problems(FakeEngine(), STACK, settings.load({"LABHUB_SHARED_DIR": "/data/shared"}))
     assert (problems == []) == ok
     if not ok:

@@ -64,15 +64,31 @@ def test_a_container_without_those_names_is_shown_by_its_unescaped_name():
     assert listed(Container("lab-user-ht-2d0"), Container("lab-user-bob--gpu-2drun")) == [("bob", "gpu-run"), ("ht-0", "")]
 
 
-def test_homes_are_listed_largest_first_with_their_user_names(monkeypatch):
-    du = "1048576\t/homes/ann\n5242880\t/homes/ht-2d0\n"  # the folders as named: escaped
-    stack = SimpleNamespace(run_helper=lambda engine, command, mounts: du.encode())
+def test_homes_are_listed_fullest_first_with_their_user_names_and_quotas(monkeypatch):
+    """Without quotas: largest first, no quota column values. With them: fullest first, a quota a
+    file system enforces shown as such, one it cannot shown as not enforced."""
+    measured = "ann 1048576 0\nht-2d0 5242880 0\n"  # the folders as named: escaped
+    stack = SimpleNamespace(run_helper=lambda engine, command, mounts: measured.encode())
     monkeypatch.setattr(status.storage, "home_mounts", lambda engine, stack, s, root: ["mounts"])
-    sizes = status.home_sizes(None, stack, None)
-    assert sizes == [("ht-0", 5 * 2**20), ("ann", 2**20)]
-    lines = status.homes_table(sizes).splitlines()
-    assert [line.split() for line in lines[:3]] == [["USER", "SIZE"], ["ht-0", "5", "MiB"], ["ann", "1", "MiB"]]
-    assert lines[3] == "2 home(s), 0.0 GiB in all"
+    found = status.homes(None, stack, SimpleNamespace(home_quota=""))
+    assert found == [status.Home("ht-0", 5 * 2**20, 0, False), status.Home("ann", 2**20, 0, False)]
+    lines = status.homes_table(found).splitlines()
+    assert [line.split() for line in lines[:3]] == [["USER", "SIZE", "QUOTA", "USE"], ["ht-0", "5.0", "MiB", "-", "-"],
+                                                    ["ann", "1.0", "MiB", "-", "-"]]
+    assert lines[3] == "2 home(s), 6.0 MiB in all"
+
+
+def test_with_quotas_the_fullest_home_comes_first_and_a_home_near_its_quota_is_reported():
+    found = sorted([status.Home("big", 8 * 2**30, 100 * 2**30, True), status.Home("full", 19 * 2**30, 20 * 2**30, True),
+                    status.Home("free", 2**30, 0, False), status.Home("measured", 2**30, 2 * 2**30, False)],
+                   key=status._fullest_first)
+    lines = status.homes_table(found).splitlines()
+    assert [line.split()[0] for line in lines[1:5]] == ["full", "measured", "big", "free"]
+    assert lines[1].split()[1:] == ["19.0", "GiB", "20.0", "GiB", "95%"]
+    assert lines[2].split()[3:] == ["2.0", "GiB", "(not", "enforced)", "50%"]
+    assert lines[5] == "4 home(s), 29.0 GiB in all; 1 at 90% of their quota or more"
+    running = [status.Server(user, "", "img", None, None, None, None, "") for user in ("full", "big")]
+    assert status.near_full(found, running) == ["full's home is 95% full (19.0 GiB of 20.0 GiB): their saves fail at the quota"]
 
 
 def test_in_swarm_mode_servers_are_the_services_running_tasks_with_their_node():
@@ -103,7 +119,7 @@ def test_names_are_printed_escaped_in_status_homes_and_nodes(monkeypatch):
     node = {"ID": "n1", "Spec": {"Role": "worker", "Availability": "active"}, "Status": {"State": "ready"},
             "Description": {"Hostname": HOSTILE, "Resources": {}}}
     engine = SimpleNamespace(api=SimpleNamespace(services=lambda filters: [], tasks=lambda filters: [], nodes=lambda: [node]))
-    for printed in (status.table(servers, now), status.homes_table([(HOSTILE, 2**20)]), status.nodes_table(engine)):
+    for printed in (status.table(servers, now), status.homes_table([status.Home(HOSTILE, 2**20, 0, False)]), status.nodes_table(engine)):
         assert all(ch.isprintable() for line in printed.splitlines() for ch in line), printed
         assert SHOWN in printed.splitlines()[1]
     assert status.table(servers, now).splitlines()[1].split()[:3] == [SHOWN, SHOWN, "labhub/jupyterlab-base:latest"]

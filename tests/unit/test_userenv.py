@@ -30,9 +30,11 @@ def test_the_server_reads_no_jupyter_folder_of_the_home_but_writes_where_it_did(
     # Config and data (page config, settings overrides, extensions): nothing, and the image's.
     assert env["JUPYTER_CONFIG_DIR"].startswith("/dev/null/")
     assert env["JUPYTER_DATA_DIR"] == "/usr/local/share/jupyter"
-    # Runtime files, the lab's settings and workspaces: the user's, as before.
-    for name in ("JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
+    # The lab's settings and workspaces: the user's, as before.
+    for name in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR"):
         assert env[name].startswith("/home/jovyan/")
+    # Runtime files: the container's, so that a home at its quota does not stop the server's start.
+    assert env["JUPYTER_RUNTIME_DIR"].startswith("/tmp/")
     # And notebook trust, which the server writes when it opens a notebook (its data folder's otherwise).
     assert userenv.SERVER[-1] == "--NotebookNotary.data_dir=/home/jovyan/.local/share/jupyter"
 

@@ -1,0 +1,216 @@
+"""Home quotas on real file systems, made by the test as loop-mounted images: btrfs with quotas
+(qgroups), which this machine's kernel has; XFS with project quotas where the kernel mounts it so,
+else skipped with the reason. A user fills their home: their saves fail and say why, their server
+still starts and they can clean up, nobody else notices, the admin sees it, and a user who tries
+to get out of their quota fails. (The decisions and parsing: tests/unit/test_quota.py.)"""
+
+import ast
+import contextlib
+import os
+import subprocess
+
+import pytest
+
+import filesystems
+import harness
+
+QUOTA = 48 * 2**20
+WALT_FILE = "thesis.tex"
+
+
+@pytest.fixture(scope="module")
+def btrfs_homes():
+    with filesystems.btrfs_homes("quota-btrfs") as homes:
+        yield homes
+
+
+def qgroup(home) -> tuple[int, int]:
+    """(bytes used, limit; 0: none) of a home's subvolume, as the host's btrfs counts them."""
+    out = subprocess.run(["btrfs", "qgroup", "show", "-rf", "--raw", "--sync", str(home)], check=True,
+                         capture_output=True, text=True).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("0/"))
+    return int(row[1]), 0 if row[3] == "none" else int(row[3])
+
+
+def python(user, code: str):
+    return ast.literal_eval(user.execute(user.start_kernel(), code))
+
+
+# Writes 1 MiB at a time (each flushed to disk) until the file system refuses: MiB written, why.
+FILL = """
+import os
+def fill(path, most=400):
+    written = 0
+    try:
+        with open(path, "wb") as f:
+            while written < most:
+                f.write(b"x" * 2**20)
+                f.flush()
+                os.fsync(f.fileno())
+                written += 1
+    except OSError as e:
+        return written, e.strerror
+    return written, "no error"
+"""
+
+# What a user can try to get out of their quota on btrfs: make a subvolume (a qgroup of its own) or
+# snapshot their home, by every ioctl there is for it, with the request's upper bits set too.
+ESCAPE = FILL + """
+import fcntl, struct
+def escape(home):
+    tried = {}
+    fd = os.open(home, os.O_RDONLY)
+    for name, nr, args in (("subvolume", 14, struct.pack("q4088s", 0, b"sub1")),
+                           ("subvolume v2", 24, struct.pack("qQQ32s4040s", 0, 0, 0, b"", b"sub2")),
+                           ("snapshot", 1, struct.pack("q4088s", fd, b"snap1")),
+                           ("snapshot v2", 23, struct.pack("qQQ32s4040s", fd, 0, 0, b"", b"snap2"))):
+        for high in (0, 0xFFFFFFFF00000000):
+            request = high | 1 << 30 | len(args) << 16 | 0x94 << 8 | nr
+            try:
+                fcntl.ioctl(fd, request, bytearray(args), True)
+                tried[f"{name} {high:x}"] = "made"
+            except OSError as e:
+                tried[f"{name} {high:x}"] = e.strerror
+    made = [d for d in os.listdir(home) if d.startswith(("sub", "snap"))]
+    return tried, made, [fill(f"{home}/{d}/more.bin", 20) for d in made]
+"""
+
+# A file of the user's own moved to project 0 (FS_IOC_FSGETXATTR, then FS_IOC_FSSETXATTR).
+XFS_PROJECT_0 = """
+import fcntl, os, struct
+fd = os.open("escape.bin", os.O_CREAT | os.O_WRONLY)
+attr = bytearray(28)
+fcntl.ioctl(fd, 0x801C581F, attr, True)
+struct.pack_into("I", attr, 12, 0)  # fsx_projid
+try:
+    fcntl.ioctl(fd, 0x401C5820, attr, True)
+    result = "moved"
+except OSError as e:
+    result = e.strerror
+result
+"""
+
+NOTEBOOK = {"type": "notebook", "content": {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "results"}],
+                                            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+
+
+def admin_command(stack, *args) -> str:
+    result = stack.compose("run", "--rm", "-T", "admin", *args, check=False)
+    assert result.returncode == 0, result.stdout
+    return result.stdout
+
+
+def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, btrfs_homes):
+    walt = btrfs_homes / "walt"  # a home from before quotas: a plain folder with the user's work
+    walt.mkdir(mode=0o700)
+    (walt / WALT_FILE).write_text("chapter 1")
+    for path in (walt, walt / WALT_FILE):
+        os.chown(path, 1000, 1000)
+    with stack.configured(home_root=btrfs_homes, home_quota="48M"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        users = {name: harness.native_user(stack, admin, name) for name in ("ann", "bob", "walt")}
+        try:
+            for user in users.values():
+                user.start_server()
+            ann, bob = users["ann"], users["bob"]
+            # Every home is limited, the plain folder too: it is a subvolume now, its files and owner kept.
+            for name in users:
+                assert qgroup(btrfs_homes / name)[1] == QUOTA, name
+            assert os.stat(walt).st_ino == 256 and (os.stat(walt).st_uid, os.stat(walt).st_mode & 0o777) == (1000, 0o700)
+            assert users["walt"].read_file(WALT_FILE) == "chapter 1"
+            assert not list(btrfs_homes.glob("*.labhub-subvolume"))
+
+            # The lab shows the home's disk next to memory and CPU (jupyter-resource-usage).
+            metrics = ann.http.get(ann.url(f"{ann.server_path}api/metrics/v1"), timeout=30).json()
+            assert metrics["disk_used"] > 0 and metrics["limits"]["disk"]["disk"] > 0, metrics
+
+            # A user who tries to get out of their quota fails every way.
+            tried, made, filled = python(ann, ESCAPE + "escape(os.path.expanduser('~'))")
+            assert set(tried.values()) == {"Operation not permitted"} and made == [] and filled == [], (tried, made, filled)
+
+            saved = ann.server_api("PUT", "/contents/results.ipynb", json=NOTEBOOK)
+            assert saved.status_code == 201, saved.text
+            # ann fills her home: the file system stops her at her quota.
+            written, error = python(ann, FILL + "fill('fill.bin')")
+            assert error == "Disk quota exceeded" and 30 <= written <= 48, (written, error)
+            used, limit = qgroup(btrfs_homes / "ann")
+            assert used >= 0.95 * limit
+            # Her save fails and says why; the lab shows the message.
+            r = ann.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            assert r.status_code == 500 and "Disk quota exceeded" in r.json()["message"], r.text
+
+            # Nobody else pays: bob saves, the hub answers.
+            bob.write_file("notes.txt", "bob's notes")
+            assert bob.read_file("notes.txt") == "bob's notes"
+            assert admin.api("GET", "/users").status_code == 200
+
+            # The admin sees it: homes fullest first with quota and use; status names her.
+            homes = admin_command(stack, "homes").splitlines()
+            assert homes[0].split() == ["USER", "SIZE", "QUOTA", "USE"]
+            assert homes[1].split()[0] == "ann" and homes[1].split()[3:5] == ["48.0", "MiB"], homes
+            assert int(homes[1].split()[-1].rstrip("%")) >= 95, homes
+            assert "1 at 90% of their quota or more" in homes[-1]
+            assert any(line.startswith("ann's home is ") and "full" in line for line in admin_command(stack, "status").splitlines())
+            checked = admin_command(stack, "check")
+            assert "HOME_QUOTA" not in checked and checked.rstrip().endswith("labhub check: no problems found"), checked
+
+            # A full home still starts; the file browser and a terminal work, and she can clean up.
+            ann.stop_server()
+            ann.start_server()
+            assert "labhub: the home of ann is " in stack.service_log("hub")
+            assert {item["name"] for item in ann.server_api("GET", "/contents").json()["content"]} >= {"fill.bin", "results.ipynb"}
+            opened = ann.server_api("GET", "/contents/results.ipynb")  # her work opens (notebook trust writes nothing new)
+            assert opened.status_code == 200 and opened.json()["content"]["cells"][0]["source"] == "results", opened.text
+            assert ann.server_api("POST", "/terminals").status_code == 200
+            assert ann.server_api("DELETE", "/contents/fill.bin").status_code == 204
+            r = ann.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            assert r.status_code in (200, 201), r.text
+
+            # The admin's own quota for a user is in force at once, and survives her next start.
+            assert "in force" in admin_command(stack, "quota", "set", "ann", "100M")
+            assert qgroup(btrfs_homes / "ann")[1] == 100 * 2**20
+            assert "ann: 100M" in admin_command(stack, "quota")
+            # A group's home_quota property applies at its members' next start.
+            assert admin.api("POST", "/groups/bigdata").status_code == 201
+            assert admin.api("PUT", "/groups/bigdata/properties", json={"home_quota": "200M"}).status_code == 200
+            assert admin.api("POST", "/groups/bigdata/users", json={"users": ["bob"]}).status_code == 200
+            bob.stop_server()
+            bob.start_server()
+            assert qgroup(btrfs_homes / "bob")[1] == 200 * 2**20
+            assert bob.read_file("notes.txt") == "bob's notes"
+            assert "(group bigdata's home_quota)" in admin_command(stack, "quota", "reset", "bob")
+            assert "(LABHUB_HOME_QUOTA)" in admin_command(stack, "quota", "reset", "ann")
+            assert qgroup(btrfs_homes / "ann")[1] == QUOTA
+        finally:
+            for user in users.values():
+                with contextlib.suppress(Exception):
+                    user.stop_server()
+            admin.api("DELETE", "/groups/bigdata")
+
+
+def test_xfs_project_quotas_where_the_kernel_has_them(stack):
+    """Most lab hubs put homes on XFS with prjquota; kernels without quota support (this test
+    machine's: no CONFIG_QUOTA) refuse that mount, and this test is skipped, saying so."""
+    with contextlib.ExitStack() as mounted:
+        try:
+            root = mounted.enter_context(filesystems.loop_mounted("quota-xfs", ["mkfs.xfs", "-q"], "prjquota"))
+        except filesystems.CannotMount as e:
+            pytest.skip(str(e))
+        homes = root / "homes"
+        homes.mkdir(mode=0o711)
+        with stack.configured(home_root=homes, home_quota="48M"):
+            admin = harness.HubClient(stack)
+            admin.login("admin", stack.admin_password())
+            cy = harness.native_user(stack, admin, "cy")
+            try:
+                cy.start_server()
+                # XFS reports a project's quota as the folder's size: df and the lab's meter tell the truth.
+                assert python(cy, "import os; s = os.statvfs('.'); s.f_blocks * s.f_frsize") == QUOTA
+                # Giving a file project 0 (no limit) is refused.
+                assert python(cy, XFS_PROJECT_0) == "Operation not permitted"
+                written, error = python(cy, FILL + "fill('fill.bin')")
+                assert error == "Disk quota exceeded" and written <= 48, (written, error)
+                assert cy.server_api("DELETE", "/contents/fill.bin").status_code == 204
+            finally:
+                cy.stop_server()
