@@ -152,7 +152,9 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
 done
 if [ $# -gt 0 ]; then
   shift
-  echo "quota $(sh "$@" 2>&1 | tr '\\n' ' ')"
+  began=$(date +%s%N)
+  limited=$(sh "$@" 2>&1 | tr '\\n' ' ')
+  echo "quota $(( ($(date +%s%N) - began) / 1000000 )) $limited"
 fi
 """
 
@@ -161,7 +163,7 @@ def _make_areas(engine, stack: Stack, name: str, areas: list[Area], limit_home: 
                 **options) -> tuple[list[str], str]:
     """Makes each area's root/name, in one helper container, then limits the home if limit_home
     (labhub.quota's command for it) says how. Returns a line for each former area changed, and
-    what the quota's script printed."""
+    the milliseconds the quota's script took followed by what it printed."""
     args = [str(v) for i, a in enumerate(areas) for v in (f"/area/{i}/{name}", a.owner, a.group, a.mode, a.former)]
     if limit_home:
         args += ["--", *limit_home[1:]]
@@ -231,7 +233,8 @@ def configure(c, ctx: "HubContext") -> None:
             for line in changed:
                 spawner.log.warning("labhub: %s", line)
             if quotas:
-                quota.log_use(spawner.log, spawner.user.name, quota.parse_use(limited), limited)
+                took, _, printed = limited.partition(" ")
+                quota.log_use(spawner.log, spawner.user.name, quota.parse_use(printed), printed, took)
 
         hooks.add_hook(c, "pre_spawn_hook", make_own_folders)
 

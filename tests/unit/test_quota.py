@@ -106,13 +106,13 @@ def test_measured_homes_keep_names_with_spaces_whole():
 def test_a_start_logs_a_home_near_its_quota_as_a_warning(caplog):
     log = logging.getLogger("test")
     with caplog.at_level(logging.INFO):
-        quota.log_use(log, "ann", quota.Use(46 * 2**20, 50 * 2**20), "")
-        quota.log_use(log, "bob", quota.Use(2**20, 50 * 2**20), "")
-        quota.log_use(log, "cy", None, "ERROR: cannot find qgroup ")
+        quota.log_use(log, "ann", quota.Use(46 * 2**20, 50 * 2**20), "", "12")
+        quota.log_use(log, "bob", quota.Use(2**20, 50 * 2**20), "", "9")
+        quota.log_use(log, "cy", None, "ERROR: cannot find qgroup ", "30")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "labhub: the home of ann is 92 % full (46.0 MiB of 50.0 MiB): saves fail at its quota"),
-        ("INFO", "labhub: the home of bob uses 1.0 MiB of 50.0 MiB"),
-        ("WARNING", "labhub: the home of cy has no quota yet: ERROR: cannot find qgroup")]
+        ("WARNING", "labhub: the home of ann is 92 % full (46.0 MiB of 50.0 MiB): saves fail at its quota (limit set in 12 ms)"),
+        ("INFO", "labhub: the home of bob uses 1.0 MiB of 50.0 MiB (limit set in 9 ms)"),
+        ("WARNING", "labhub: the home of cy has no quota yet: ERROR: cannot find qgroup (limit set in 30 ms)")]
 
 
 MOUNTINFO = """\
@@ -203,22 +203,22 @@ def started(tmp_path, monkeypatch, out: bytes, backend="btrfs", groups=(), other
 
 def test_a_start_limits_the_home_in_the_helper_that_makes_it(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.INFO):
-        [(command, options)] = started(tmp_path, monkeypatch, b"quota 1048576 53687091200 \n", home_quota="20G",
+        [(command, options)] = started(tmp_path, monkeypatch, b"quota 12 1048576 53687091200 \n", home_quota="20G",
                                        groups=[("staff", {"home_quota": "50G"})])
     args = command[command.index("--") + 1:]
     assert args[:2] == ["-ec", quota._APPLY]
     assert args[2:] == ["sh", "btrfs", "/area/0/ann", "/area/0", "0", str(50 * G), "yes"]
     assert options == {"cap_add": ["SYS_ADMIN"]}  # quota ioctls; nothing else is granted
-    assert caplog.messages == ["labhub: the home of ann uses 1.0 MiB of 50.0 GiB"]
+    assert caplog.messages == ["labhub: the home of ann uses 1.0 MiB of 50.0 GiB (limit set in 12 ms)"]
 
 
 def test_a_home_another_running_server_has_mounted_is_not_converted(tmp_path, monkeypatch):
-    [(command, _)] = started(tmp_path, monkeypatch, b"quota not-yet-a-subvolume \n", home_quota="none", others_active=True)
+    [(command, _)] = started(tmp_path, monkeypatch, b"quota 40 not-yet-a-subvolume \n", home_quota="none", others_active=True)
     assert command[-2:] == ["none", "no"]
 
 
 def test_on_xfs_the_homes_project_is_the_users_own_id(tmp_path, monkeypatch):
-    [(command, _)] = started(tmp_path, monkeypatch, b"quota 0 21474836480\n", backend="xfs", home_quota="20G")
+    [(command, _)] = started(tmp_path, monkeypatch, b"quota 7 0 21474836480\n", backend="xfs", home_quota="20G")
     assert command[-6:] == ["xfs", "/area/0/ann", "/area/0", "20000", str(20 * G), "yes"]
 
 
