@@ -148,9 +148,9 @@ def engine_problems(engine: docker.DockerClient, stack: Stack, facts: EngineFact
 
 
 def disk_warnings(facts: EngineFacts, s: Settings) -> list[str]:
-    """What puts every user's work at risk on a full disk, not wrong enough to stop anything: homes
-    on the file system of Docker's data root (the images, the hub's database), and any file system
-    LabHub uses filled to 90 %. The hub logs these at its start; `labhub check` prints them too."""
+    """What puts every user's work at risk on a full disk, not wrong enough to stop anything
+    (`labhub check` prints them): homes on the file system of Docker's data root (the images, the
+    hub's database), then full_file_systems."""
     warnings = []
     docker_root = facts.folders.get(facts.docker_root)
     if not s.home_root:
@@ -161,7 +161,12 @@ def disk_warnings(facts: EngineFacts, s: Settings) -> list[str]:
         warnings.append(f"{settings.PREFIX}HOME_ROOT: {s.home_root} is on the file system of Docker's data root "
                         f"({facts.docker_root}: the images, the hub's database), so a full home stops the hub too; put "
                         f"homes on a file system of their own ({quota.README})")
-    seen = set()
+    return warnings + full_file_systems(facts)
+
+
+def full_file_systems(facts: EngineFacts) -> list[str]:
+    """A line for each file system LabHub uses that is filled to 90 % (the hub logs these at its start)."""
+    warnings, seen = [], set()
     for path, folder in facts.folders.items():
         if folder.full(quota.WARN_AT) and (folder.device or path) not in seen:
             seen.add(folder.device or path)

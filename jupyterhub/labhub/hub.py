@@ -80,7 +80,7 @@ def _log_engine_problems(ctx: HubContext) -> None:
     def look():
         for problem in checks.engine_problems(ctx.engine, ctx.stack, ctx.facts, ctx.settings):
             log.warning("labhub check: %s", problem)
-        for warning in checks.disk_warnings(ctx.facts, ctx.settings):
+        for warning in checks.full_file_systems(ctx.facts):
             log.warning("labhub check: warning: %s", warning)
 
     threading.Thread(target=look, name="labhub-check", daemon=True).start()

@@ -13,6 +13,7 @@ import threading
 import archives
 import harness
 from archives import folder, member
+from labhub import quota
 
 # Lists every file and folder of a home with its type, mode, owner and size, and each file's SHA-256.
 LISTING = "cd /h && find . -printf '%p %y %m %U:%G %s\\n' | sort && find . -type f -exec sha256sum {} + | sort -k2"
@@ -111,9 +112,9 @@ def test_backup_under_load_restores_on_a_fresh_clone(tmp_path):
             users[name].stop_server()
         status = admin_command(deployment, "status").splitlines()
         assert [line.split()[0] for line in status[-2:]] == ["carol", "1"], status
-        homes = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in
-                 admin_command(deployment, "homes").splitlines()[1:-1]}  # USER  SIZE MiB rows
-        assert all(homes[name] >= 3 for name in users), homes  # each wrote 3 MB, running or not
+        homes = {line.split()[0]: quota.parse_size("".join(line.split()[1:3])) for line in
+                 admin_command(deployment, "homes").splitlines()[1:-1]}  # USER  SIZE (e.g. 3.1 MiB) ... rows
+        assert all(homes[name] >= 3_000_000 for name in users), homes  # each wrote 3 MB, running or not
         token = users["alice"].api("POST", "/users/alice/tokens", json={"note": "backup test"}).json()["token"]
         before = {name: home_listing(deployment, name) for name in ("alice", "bob")}
 

@@ -15,7 +15,7 @@ import filesystems
 import harness
 
 QUOTA = 48 * 2**20
-WALT_FILE = "thesis.tex"
+THESIS = "thesis.tex"
 
 
 @pytest.fixture(scope="module")
@@ -101,87 +101,87 @@ def admin_command(stack, *args) -> str:
 
 
 def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, btrfs_homes):
-    walt = btrfs_homes / "walt"  # a home from before quotas: a plain folder with the user's work
-    walt.mkdir(mode=0o700)
-    (walt / WALT_FILE).write_text("chapter 1")
-    for path in (walt, walt / WALT_FILE):
+    olaf = btrfs_homes / "olaf"  # a home from before quotas: a plain folder with the user's work
+    olaf.mkdir(mode=0o700)
+    (olaf / THESIS).write_text("chapter 1")
+    for path in (olaf, olaf / THESIS):
         os.chown(path, 1000, 1000)
     with stack.configured(home_root=btrfs_homes, home_quota="48M"):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        users = {name: harness.native_user(stack, admin, name) for name in ("ann", "bob", "walt")}
+        users = {name: harness.native_user(stack, admin, name) for name in ("hana", "ivo", "olaf")}
         try:
             for user in users.values():
                 user.start_server()
-            ann, bob = users["ann"], users["bob"]
+            hana, ivo = users["hana"], users["ivo"]
             # Every home is limited, the plain folder too: it is a subvolume now, its files and owner kept.
             for name in users:
                 assert qgroup(btrfs_homes / name)[1] == QUOTA, name
-            assert os.stat(walt).st_ino == 256 and (os.stat(walt).st_uid, os.stat(walt).st_mode & 0o777) == (1000, 0o700)
-            assert users["walt"].read_file(WALT_FILE) == "chapter 1"
+            assert os.stat(olaf).st_ino == 256 and (os.stat(olaf).st_uid, os.stat(olaf).st_mode & 0o777) == (1000, 0o700)
+            assert users["olaf"].read_file(THESIS) == "chapter 1"
             assert not list(btrfs_homes.glob("*.labhub-subvolume"))
 
             # The lab shows the home's disk next to memory and CPU (jupyter-resource-usage).
-            metrics = ann.http.get(ann.url(f"{ann.server_path}api/metrics/v1"), timeout=30).json()
+            metrics = hana.http.get(hana.url(f"{hana.server_path}api/metrics/v1"), timeout=30).json()
             assert metrics["disk_used"] > 0 and metrics["limits"]["disk"]["disk"] > 0, metrics
 
             # A user who tries to get out of their quota fails every way.
-            tried, made, filled = python(ann, ESCAPE + "escape(os.path.expanduser('~'))")
+            tried, made, filled = python(hana, ESCAPE + "escape(os.path.expanduser('~'))")
             assert set(tried.values()) == {"Operation not permitted"} and made == [] and filled == [], (tried, made, filled)
 
-            saved = ann.server_api("PUT", "/contents/results.ipynb", json=NOTEBOOK)
+            saved = hana.server_api("PUT", "/contents/results.ipynb", json=NOTEBOOK)
             assert saved.status_code == 201, saved.text
-            # ann fills her home: the file system stops her at her quota.
-            written, error = python(ann, FILL + "fill('fill.bin')")
+            # hana fills her home: the file system stops her at her quota.
+            written, error = python(hana, FILL + "fill('fill.bin')")
             assert error == "Disk quota exceeded" and 30 <= written <= 48, (written, error)
-            used, limit = qgroup(btrfs_homes / "ann")
+            used, limit = qgroup(btrfs_homes / "hana")
             assert used >= 0.95 * limit
             # Her save fails and says why; the lab shows the message.
-            r = ann.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            r = hana.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
             assert r.status_code == 500 and "Disk quota exceeded" in r.json()["message"], r.text
 
-            # Nobody else pays: bob saves, the hub answers.
-            bob.write_file("notes.txt", "bob's notes")
-            assert bob.read_file("notes.txt") == "bob's notes"
+            # Nobody else pays: ivo saves, the hub answers.
+            ivo.write_file("notes.txt", "ivo's notes")
+            assert ivo.read_file("notes.txt") == "ivo's notes"
             assert admin.api("GET", "/users").status_code == 200
 
             # The admin sees it: homes fullest first with quota and use; status names her.
             homes = admin_command(stack, "homes").splitlines()
             assert homes[0].split() == ["USER", "SIZE", "QUOTA", "USE"]
-            assert homes[1].split()[0] == "ann" and homes[1].split()[3:5] == ["48.0", "MiB"], homes
+            assert homes[1].split()[0] == "hana" and homes[1].split()[3:5] == ["48.0", "MiB"], homes
             assert int(homes[1].split()[-1].rstrip("%")) >= 95, homes
             assert "1 at 90% of their quota or more" in homes[-1]
-            assert any(line.startswith("ann's home is ") and "full" in line for line in admin_command(stack, "status").splitlines())
+            assert any(line.startswith("hana's home is ") and "full" in line for line in admin_command(stack, "status").splitlines())
             checked = admin_command(stack, "check")
             assert "HOME_QUOTA" not in checked and checked.rstrip().endswith("labhub check: no problems found"), checked
 
             # A full home still starts; the file browser and a terminal work, and she can clean up.
-            ann.stop_server()
-            ann.start_server()
-            assert "labhub: the home of ann is " in stack.service_log("hub")
-            assert {item["name"] for item in ann.server_api("GET", "/contents").json()["content"]} >= {"fill.bin", "results.ipynb"}
-            opened = ann.server_api("GET", "/contents/results.ipynb")  # her work opens (notebook trust writes nothing new)
+            hana.stop_server()
+            hana.start_server()
+            assert "labhub: the home of hana is " in stack.service_log("hub")
+            assert {item["name"] for item in hana.server_api("GET", "/contents").json()["content"]} >= {"fill.bin", "results.ipynb"}
+            opened = hana.server_api("GET", "/contents/results.ipynb")  # her work opens (notebook trust writes nothing new)
             assert opened.status_code == 200 and opened.json()["content"]["cells"][0]["source"] == "results", opened.text
-            assert ann.server_api("POST", "/terminals").status_code == 200
-            assert ann.server_api("DELETE", "/contents/fill.bin").status_code == 204
-            r = ann.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            assert hana.server_api("POST", "/terminals").status_code == 200
+            assert hana.server_api("DELETE", "/contents/fill.bin").status_code == 204
+            r = hana.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
             assert r.status_code in (200, 201), r.text
 
             # The admin's own quota for a user is in force at once, and survives her next start.
-            assert "in force" in admin_command(stack, "quota", "set", "ann", "100M")
-            assert qgroup(btrfs_homes / "ann")[1] == 100 * 2**20
-            assert "ann: 100M" in admin_command(stack, "quota")
+            assert "in force" in admin_command(stack, "quota", "set", "hana", "100M")
+            assert qgroup(btrfs_homes / "hana")[1] == 100 * 2**20
+            assert "hana: 100M" in admin_command(stack, "quota")
             # A group's home_quota property applies at its members' next start.
             assert admin.api("POST", "/groups/bigdata").status_code == 201
             assert admin.api("PUT", "/groups/bigdata/properties", json={"home_quota": "200M"}).status_code == 200
-            assert admin.api("POST", "/groups/bigdata/users", json={"users": ["bob"]}).status_code == 200
-            bob.stop_server()
-            bob.start_server()
-            assert qgroup(btrfs_homes / "bob")[1] == 200 * 2**20
-            assert bob.read_file("notes.txt") == "bob's notes"
-            assert "(group bigdata's home_quota)" in admin_command(stack, "quota", "reset", "bob")
-            assert "(LABHUB_HOME_QUOTA)" in admin_command(stack, "quota", "reset", "ann")
-            assert qgroup(btrfs_homes / "ann")[1] == QUOTA
+            assert admin.api("POST", "/groups/bigdata/users", json={"users": ["ivo"]}).status_code == 200
+            ivo.stop_server()
+            ivo.start_server()
+            assert qgroup(btrfs_homes / "ivo")[1] == 200 * 2**20
+            assert ivo.read_file("notes.txt") == "ivo's notes"
+            assert "(group bigdata's home_quota)" in admin_command(stack, "quota", "reset", "ivo")
+            assert "(LABHUB_HOME_QUOTA)" in admin_command(stack, "quota", "reset", "hana")
+            assert qgroup(btrfs_homes / "hana")[1] == QUOTA
         finally:
             for user in users.values():
                 with contextlib.suppress(Exception):
@@ -202,15 +202,15 @@ def test_xfs_project_quotas_where_the_kernel_has_them(stack):
         with stack.configured(home_root=homes, home_quota="48M"):
             admin = harness.HubClient(stack)
             admin.login("admin", stack.admin_password())
-            cy = harness.native_user(stack, admin, "cy")
+            pia = harness.native_user(stack, admin, "pia")
             try:
-                cy.start_server()
+                pia.start_server()
                 # XFS reports a project's quota as the folder's size: df and the lab's meter tell the truth.
-                assert python(cy, "import os; s = os.statvfs('.'); s.f_blocks * s.f_frsize") == QUOTA
+                assert python(pia, "import os; s = os.statvfs('.'); s.f_blocks * s.f_frsize") == QUOTA
                 # Giving a file project 0 (no limit) is refused.
-                assert python(cy, XFS_PROJECT_0) == "Operation not permitted"
-                written, error = python(cy, FILL + "fill('fill.bin')")
+                assert python(pia, XFS_PROJECT_0) == "Operation not permitted"
+                written, error = python(pia, FILL + "fill('fill.bin')")
                 assert error == "Disk quota exceeded" and written <= 48, (written, error)
-                assert cy.server_api("DELETE", "/contents/fill.bin").status_code == 204
+                assert pia.server_api("DELETE", "/contents/fill.bin").status_code == 204
             finally:
-                cy.stop_server()
+                pia.stop_server()
