@@ -168,7 +168,7 @@ def full_file_systems(facts: EngineFacts) -> list[str]:
     """A line for each file system LabHub uses that is filled to 90 % (the hub logs these at its start)."""
     warnings, seen = [], set()
     for path, folder in facts.folders.items():
-        if folder.full(quota.WARN_AT) and (folder.device or path) not in seen:
+        if folder.used >= quota.WARN_AT and (folder.device or path) not in seen:
             seen.add(folder.device or path)
             what = "Docker's data root (the images, the hub's database)" if path == facts.docker_root else "used by LabHub"
             warnings.append(f"{path}: its file system is {folder.used:.0%} full, {what}; free space there "

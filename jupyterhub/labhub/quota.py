@@ -116,9 +116,21 @@ def quota_for(user: str, groups: list[tuple[str, dict]], overrides: Overrides, d
     return parse_size(default) or 0, f"{PREFIX}HOME_QUOTA"
 
 
+# A limited home's use and limit in bytes (limit 0: none), as its file system counts them (args:
+# backend, home): btrfs, its subvolume's qgroup; XFS, the project's, which statfs reports.
+_HOME_USE = r"""
+home_use() {
+  if [ "$1" = btrfs ]; then
+    btrfs qgroup show -rf --raw --sync "$2" | awk '$1 ~ /^0\// { print $2, ($4 == "none" ? 0 : $4); exit }'
+  else
+    stat -f -c "%b %f %S" "$2" | awk '{ print ($1 - $2) * $3, $1 * $3 }'
+  fi
+}
+"""
+
 # Limits one home (args: backend, home, home root, project id, bytes or none, whether a plain folder
 # may become a subvolume now) and prints its use and limit in bytes (limit 0: none).
-_APPLY = r"""
+_APPLY = _HOME_USE + r"""
 backend=$1 d=$2 root=$3 id=$4 limit=$5 convert=$6
 if [ "$backend" = btrfs ]; then
   new="$d.labhub-subvolume"
@@ -134,7 +146,7 @@ if [ "$backend" = btrfs ]; then
   fi
   if [ "$(stat -c %i "$d")" = 256 ]; then
     btrfs qgroup limit "$limit" "$d"
-    btrfs qgroup show -rf --raw --sync "$d" | awk '$1 ~ /^0\// { print $2, ($4 == "none" ? 0 : $4); exit }'
+    home_use btrfs "$d"
   else
     echo "not-yet-a-subvolume"
   fi
@@ -143,7 +155,7 @@ elif [ "$backend" = xfs ]; then
     xfs_quota -x -c "project -s -p $d $id" "$root" >/dev/null
   fi
   xfs_quota -x -c "limit -p bhard=$([ "$limit" = none ] && echo 0 || echo "$limit") $id" "$root"
-  stat -f -c "%b %f %S" "$d" | awk '{ print ($1 - $2) * $3, $1 * $3 }'
+  home_use xfs "$d"
 fi
 """
 
@@ -226,8 +238,9 @@ def log_use(log, user: str, use: Use | None, printed: str, took_ms: str) -> None
                  format_size(use.limit) if use.limit else "no limit", took)
 
 
-def apply_command(found: Backend, home: str, root: str, project_id: int, limit: int, convert: bool) -> list[str]:
-    return ["sh", "-ec", _APPLY, "sh", found.name, home, root, str(project_id), str(limit or UNLIMITED),
+def apply_command(found: Backend, root: str, name: str, project_id: int, limit: int, convert: bool) -> list[str]:
+    """The script limiting the home `name` in the home root mounted at `root` (project_id: XFS's)."""
+    return ["sh", "-ec", _APPLY, "sh", found.name, f"{root}/{name}", root, str(project_id), str(limit or UNLIMITED),
             "yes" if convert else "no"]
 
 
@@ -256,14 +269,13 @@ def btrfs_quotas_on(engine: docker.DockerClient, stack: Stack, home_root: str) -
 
 # Each home under /homes: its name, bytes in use and limit (0: none) as its file system counts them
 # where a quota holds it (args: backend), else as du does.
-_MEASURE = r"""
+_MEASURE = _HOME_USE + r"""
 cd /homes
 for d in *; do
   [ -d "$d" ] || continue
-  if [ "$1" = btrfs ] && [ "$(stat -c %i "$d")" = 256 ]; then
-    btrfs qgroup show -rf --raw "$d" | awk -v d="$d" '$1 ~ /^0\// { print d, $2, ($4 == "none" ? 0 : $4); exit }'
-  elif [ "$1" = xfs ] && [ "$(xfs_io -r -c stat "$d" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ]; then
-    stat -f -c "%b %f %S" "$d" | awk -v d="$d" '{ print d, ($1 - $2) * $3, $1 * $3 }'
+  if { [ "$1" = btrfs ] && [ "$(stat -c %i "$d")" = 256 ]; } ||
+     { [ "$1" = xfs ] && [ "$(xfs_io -r -c stat "$d" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ]; }; then
+    echo "$d $(home_use "$1" "$d")"
   else
     echo "$d $(du -sB1 "$d" | cut -f1) 0"
   fi

@@ -55,9 +55,6 @@ class HostFolder:
     options: frozenset[str] = frozenset()  # the file system's mount options (e.g. prjquota)
     used: float = 0.0  # fraction of the file system in use, as df counts it
 
-    def full(self, threshold: float = 0.9) -> bool:
-        return self.used >= threshold
-
 
 # Per folder: its group, mode and the file system's blocks (total, free, free to users); then the
 # mount table, where each folder's mount point names its file system and that file system's options.
@@ -224,7 +221,7 @@ def configure(c, ctx: "HubContext") -> None:
         # A home another server of the user has mounted stays the folder it is until they all stop.
         in_use = any(other.active for other in spawner.user.spawners.values() if other is not spawner)
         project_id = user_ids(spawner.escaped_name) if quotas.name == "xfs" else 0
-        return quota.apply_command(quotas, f"/area/0/{spawner.escaped_name}", "/area/0", project_id, limit, not in_use)
+        return quota.apply_command(quotas, "/area/0", spawner.escaped_name, project_id, limit, not in_use)
 
     if s.home_root or s.cluster_dir:
         async def make_own_folders(spawner):
@@ -250,10 +247,14 @@ def limit_home_now(engine: docker.DockerClient, stack: Stack, s: Settings, user:
     if not found.name:
         return f"{said}, not enforced: {found.problem}"
     name = DockerSpawner._escape(user)
-    project_id = UserIds(s.first_uid, USER_IDS_FILE)(name) if found.name == "xfs" else 0
+    # The hub alone gives out ids (a second giver could hand one out twice): a user without one yet
+    # has never started since XFS quotas were on, and gets their project then.
+    project_id = UserIds(s.first_uid, USER_IDS_FILE).ids.get(name) if found.name == "xfs" else 0
+    if project_id is None:
+        return f"{said}; applied at their next start"
     script = f'[ -d /area/0/{name} ] || {{ echo no-home; exit; }}; exec "$@"'
-    out = stack.run_helper(engine, ["sh", "-c", script, "sh", *quota.apply_command(found, f"/area/0/{name}", "/area/0",
-                                                                                  project_id, limit, convert=False)],
+    out = stack.run_helper(engine, ["sh", "-c", script, "sh", *quota.apply_command(found, "/area/0", name, project_id,
+                                                                                  limit, convert=False)],
                            mounts=[docker.types.Mount("/area/0", s.home_root, type="bind")], **quota.helper_options(found))
     use = quota.parse_use(out.decode())
     if out.decode().strip() == "no-home":
