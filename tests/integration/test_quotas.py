@@ -104,8 +104,9 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
     olaf = btrfs_homes / "olaf"  # a home from before quotas: a plain folder with the user's work
     olaf.mkdir(mode=0o700)
     (olaf / THESIS).write_text("chapter 1")
-    for path in (olaf, olaf / THESIS):
-        os.chown(path, 1000, 1000)
+    (olaf / "passwd").symlink_to("/etc/passwd")  # planted: the conversion, run as root, must copy the link, not follow it
+    for path in (olaf, olaf / THESIS, olaf / "passwd"):
+        os.chown(path, 1000, 1000, follow_symlinks=False)
     with stack.configured(home_root=btrfs_homes, home_quota="48M"):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
@@ -119,6 +120,7 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
                 assert qgroup(btrfs_homes / name)[1] == QUOTA, name
             assert os.stat(olaf).st_ino == 256 and (os.stat(olaf).st_uid, os.stat(olaf).st_mode & 0o777) == (1000, 0o700)
             assert users["olaf"].read_file(THESIS) == "chapter 1"
+            assert os.readlink(olaf / "passwd") == "/etc/passwd" and os.lstat(olaf / "passwd").st_uid == 1000
             assert not list(btrfs_homes.glob("*.labhub-subvolume"))
 
             # The lab shows the home's disk next to memory and CPU (jupyter-resource-usage).
