@@ -238,6 +238,15 @@ def log_use(log, user: str, use: Use | None, printed: str, took_ms: str) -> None
                  format_size(use.limit) if use.limit else "no limit", took)
 
 
+def home_notice(use: Use | None) -> str:
+    """What the spawn page tells a user whose home is at WARN_AT of its quota or more ("" otherwise)."""
+    if use is None or use.fraction < WARN_AT:
+        return ""
+    return (f"Your home folder is {min(100, 100 * use.fraction):.0f} % full ({format_size(use.used)} of its "
+            f"{format_size(use.limit)} quota). When it is full, saving files fails with \"Disk quota exceeded\": "
+            "delete or move files to make room (the file browser and a terminal work as usual).")
+
+
 def apply_command(found: Backend, root: str, name: str, project_id: int, limit: int, convert: bool) -> list[str]:
     """The script limiting the home `name` in the home root mounted at `root` (project_id: XFS's)."""
     return ["sh", "-ec", _APPLY, "sh", found.name, f"{root}/{name}", root, str(project_id), str(limit or UNLIMITED),

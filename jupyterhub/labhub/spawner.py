@@ -24,6 +24,7 @@ before it. The engine does many at once: this spawner gives the calls DOCKER_THR
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dockerspawner
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.05
 PROMPT_SECONDS = 20
+NOTICE_POLL_SECONDS = 0.5  # how often a spawn's progress events look for its notice
 # A server's start is mostly Python imports, about a CPU-second: ten spawns per CPU all start
 # within a minute even on a busy machine. Beyond that, the hub answers "Too many users trying to
 # log in right now. Try again in 20 seconds" (429) instead of slowing every spawn toward its
@@ -49,6 +51,7 @@ DOCKER_THREADS = 8
 # Whose server it is (server_name): on each server's Swarm service and on a GPU server's container,
 # for those who find them again (labhub.gpu after a hub restart, `labhub nodes`).
 SERVER_LABEL = "org.labhub.server"
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def server_name(spawner) -> str:
@@ -59,6 +62,9 @@ def server_name(spawner) -> str:
 class PromptDockerSpawner(dockerspawner.DockerSpawner):
     _docker_calls = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
     starting: asyncio.Semaphore  # the start slots, made by configure() for the engine's CPUs
+    # What the user must know before going on to this start's server (labhub.storage: a full home),
+    # set by the start's pre-spawn hook: the spawn page shows it and waits for them (templates/).
+    notice = ""
 
     @property
     def executor(self):
@@ -79,6 +85,15 @@ class PromptDockerSpawner(dockerspawner.DockerSpawner):
         if not answered:
             await until_answers(url, budget - START_SLOT_SECONDS)
         return ip, port
+
+    async def progress(self):
+        """JupyterHub's events, then the notice, once the pre-spawn hook has set it: the spawn's
+        progress page and API show it. (JupyterHub stops asking when the server is up.)"""
+        async for event in super().progress():
+            yield event
+        while not self.notice:
+            await asyncio.sleep(NOTICE_POLL_SECONDS)
+        yield {"message": self.notice}
 
     async def _wait_for_turn(self) -> bool:
         """Whether this start got one of the start slots (False: it waited QUEUE_SECONDS, and goes)."""
@@ -117,6 +132,8 @@ def configure(c, ctx: "HubContext") -> None:
     c.DockerSpawner.prefix = ctx.stack.container_prefix
     c.DockerSpawner.remove = True
     c.Spawner.default_url = "/lab"
+    # The spawn page: JupyterHub's, or where the start has a notice, one that waits for the user.
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
     # Besides the default server, a few named ones (e.g. one per project or image).
     c.JupyterHub.allow_named_servers = s.named_servers > 0
     c.JupyterHub.named_server_limit_per_user = s.named_servers

@@ -225,13 +225,16 @@ def configure(c, ctx: "HubContext") -> None:
 
     if s.home_root or s.cluster_dir:
         async def make_own_folders(spawner):
+            spawner.notice = ""
             changed, limited = await asyncio.to_thread(_make_areas, ctx.engine, stack, spawner.escaped_name, areas(spawner),
                                                        limit_home(spawner), **quota.helper_options(quotas))
             for line in changed:
                 spawner.log.warning("labhub: %s", line)
             if quotas:
                 took, _, printed = limited.partition(" ")
-                quota.log_use(spawner.log, spawner.user.name, quota.parse_use(printed), printed, took)
+                use = quota.parse_use(printed)
+                quota.log_use(spawner.log, spawner.user.name, use, printed, took)
+                spawner.notice = quota.home_notice(use)
 
         hooks.add_hook(c, "pre_spawn_hook", make_own_folders)
 

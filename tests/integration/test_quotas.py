@@ -5,9 +5,12 @@ still starts and they can clean up, nobody else notices, the admin sees it, and 
 to get out of their quota fails. (The decisions and parsing: tests/unit/test_quota.py.)"""
 
 import ast
+import concurrent.futures
 import contextlib
 import os
+import re
 import subprocess
+import time
 
 import pytest
 
@@ -94,6 +97,22 @@ NOTEBOOK = {"type": "notebook", "content": {"cells": [{"cell_type": "markdown", 
                                             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
 
 
+def spawn_page_while_starting(user: harness.HubClient) -> str:
+    """The spawn page (/hub/spawn-pending) as the user's browser gets it while their server starts,
+    once it shows a notice."""
+    page = user.url(f"/hub/spawn-pending/{user.user}")
+    viewer = user.deployment.session()
+    viewer.cookies.update(user.http.cookies)
+    with concurrent.futures.ThreadPoolExecutor(1) as background:
+        started = background.submit(user.request_server)
+        while not started.done():
+            r = viewer.get(page, allow_redirects=False, timeout=30)
+            if r.status_code == 200 and 'id="labhub-notice"' in r.text:
+                return r.text
+            time.sleep(0.05)
+    raise AssertionError(f"{user.user}'s server was up before its spawn page showed a notice: {started.result().text}")
+
+
 def admin_command(stack, *args) -> str:
     result = stack.compose("run", "--rm", "-T", "admin", *args, check=False)
     assert result.returncode == 0, result.stdout
@@ -157,9 +176,17 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
             checked = admin_command(stack, "check")
             assert "HOME_QUOTA" not in checked and checked.rstrip().endswith("labhub check: no problems found"), checked
 
-            # A full home still starts; the file browser and a terminal work, and she can clean up.
+            # A full home still starts. Its spawn page says why saves fail and waits for her to go on
+            # (JupyterHub's would go on to the server the moment it is up); the file browser and a
+            # terminal work, and she can clean up.
             hana.stop_server()
-            hana.start_server()
+            page = spawn_page_while_starting(hana)
+            notice = re.search(r'<div id="labhub-notice"[^>]*>([^<]*)</div>', page)
+            assert notice and re.match(r"Your home folder is (9\d|100) % full \(4\d\.\d MiB of its 48\.0 MiB quota\)\. "
+                                       "When it is full, saving files fails with &#34;Disk quota exceeded&#34;", notice[1]), page
+            assert 'id="labhub-go-on"' in page and "EventSource" not in page, page
+            hana.wait_ready()
+            hana.lab().raise_for_status()
             assert "labhub: the home of hana is " in stack.service_log("hub")
             assert {item["name"] for item in hana.server_api("GET", "/contents").json()["content"]} >= {"fill.bin", "results.ipynb"}
             opened = hana.server_api("GET", "/contents/results.ipynb")  # her work opens (notebook trust writes nothing new)

@@ -183,8 +183,9 @@ class Helpers:
         return self.out
 
 
-def started(tmp_path, monkeypatch, out: bytes, backend="btrfs", groups=(), others_active=False, **labhub):
-    """A start of ann's server with quotas enforced by backend; the helper it ran and what it logged."""
+def started(tmp_path, monkeypatch, out: bytes, backend="btrfs", groups=(), others_active=False, spawner=None, **labhub):
+    """A start of ann's server (spawner, if given: its attributes) with quotas enforced by backend;
+    the helpers it ran."""
     monkeypatch.setattr(storage, "USER_IDS_FILE", tmp_path / "user-ids.json")
     monkeypatch.setattr(quota, "OVERRIDES_FILE", tmp_path / "home-quotas.json")
     helpers = Helpers(out)
@@ -194,7 +195,8 @@ def started(tmp_path, monkeypatch, out: bytes, backend="btrfs", groups=(), other
     c = Config()
     storage.configure(c, ctx)
     other = SimpleNamespace(active=others_active)
-    spawner = SimpleNamespace(escaped_name="ann", log=logging.getLogger("test"))
+    spawner = spawner or SimpleNamespace()
+    spawner.escaped_name, spawner.log = "ann", logging.getLogger("test")
     spawner.user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name=n, properties=p) for n, p in groups],
                                    spawners={"": spawner, "gpu": other})
     asyncio.run(c.Spawner.pre_spawn_hook(spawner))
@@ -210,6 +212,22 @@ def test_a_start_limits_the_home_in_the_helper_that_makes_it(tmp_path, monkeypat
     assert args[2:] == ["sh", "btrfs", "/area/0/ann", "/area/0", "0", str(50 * G), "yes"]
     assert options == {"cap_add": ["SYS_ADMIN"]}  # quota ioctls; nothing else is granted
     assert caplog.messages == ["labhub: the home of ann uses 1.0 MiB of 50.0 GiB (limit set in 12 ms)"]
+
+
+def test_a_start_tells_its_spawn_page_about_a_home_near_its_quota_and_forgets_it_after(tmp_path, monkeypatch):
+    spawner = SimpleNamespace()
+    started(tmp_path, monkeypatch, b"quota 12 48234496 50331648 \n", spawner=spawner, home_quota="48M")
+    assert spawner.notice == ('Your home folder is 96 % full (46.0 MiB of its 48.0 MiB quota). When it is full, saving '
+                              'files fails with "Disk quota exceeded": delete or move files to make room (the file '
+                              'browser and a terminal work as usual).')
+    started(tmp_path, monkeypatch, b"quota 12 1048576 50331648 \n", spawner=spawner, home_quota="48M")
+    assert spawner.notice == ""
+
+
+def test_a_home_over_its_quota_or_without_one_gets_the_notice_it_should():
+    assert quota.home_notice(quota.Use(50 * 2**20, 48 * 2**20)).startswith("Your home folder is 100 % full (50.0 MiB of its 48.0 MiB")
+    assert quota.home_notice(quota.Use(50 * 2**20, 0)) == ""  # no limit: nothing to fill
+    assert quota.home_notice(None) == ""  # not limited yet
 
 
 def test_a_home_another_running_server_has_mounted_is_not_converted(tmp_path, monkeypatch):

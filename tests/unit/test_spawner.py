@@ -2,11 +2,14 @@
 machine's CPUs (the real spawn: tests/integration/test_spawn.py)."""
 
 import asyncio
+import os
 import socket
 import threading
 import time
 from types import SimpleNamespace
 
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+from jupyterhub._data import DATA_FILES_PATH
 from traitlets.config import Config
 
 from tornado.web import Application, RequestHandler
@@ -119,3 +122,43 @@ def test_servers_of_a_burst_start_a_few_at_a_time_and_none_is_refused(monkeypatc
     started.clear()
     assert asyncio.run(no_slot_free())
     assert [name for name, _ in started] == ["cy"]
+
+
+def test_the_spawns_progress_events_carry_its_notice_once_the_pre_spawn_hook_set_it(monkeypatch):
+    monkeypatch.setattr(spawner, "NOTICE_POLL_SECONDS", 0.01)
+    starting = spawner.PromptDockerSpawner()
+
+    async def events() -> list[dict]:
+        seen = []
+        async for event in starting.progress():
+            seen.append(event)
+            if len(seen) == 1:
+                starting.notice = "Your home folder is 96 % full"
+            if len(seen) == 2:
+                return seen
+
+    assert asyncio.run(events()) == [{"progress": 50, "message": "Spawning server..."},
+                                     {"message": "Your home folder is 96 % full"}]
+
+
+def render_spawn_page(notice: str) -> str:
+    """The spawn page as the hub renders it with LabHub's template path: its templates before
+    JupyterHub's, which they extend as templates/<name> (JupyterHub's loaders)."""
+    c = Config()
+    spawner.configure(c, hub_context())
+    jupyterhubs = os.path.join(DATA_FILES_PATH, "templates")
+    env = Environment(autoescape=True, loader=ChoiceLoader([
+        FileSystemLoader(c.JupyterHub.template_paths), PrefixLoader({"templates": FileSystemLoader([jupyterhubs])}, "/"),
+        FileSystemLoader([jupyterhubs])]))
+    starting = SimpleNamespace(notice=notice, name="", options_form="")
+    user = SimpleNamespace(name="ann", admin=False, spawner=starting, server_url=lambda name="": f"/user/ann/{name}")
+    return env.get_template("spawn_pending.html").render(spawner=starting, user=user, static_url=lambda *_, **__: "",
+                                                         base_url="/hub/", progress_url="/hub/api/users/ann/server/progress")
+
+
+def test_the_spawn_page_with_a_notice_says_it_and_waits_and_without_one_is_jupyterhubs():
+    page = render_spawn_page("Your home folder is 96 % full <b>")
+    assert '<div id="labhub-notice" class="alert alert-warning" role="alert">Your home folder is 96 % full &lt;b&gt;</div>' in page
+    assert '<a id="labhub-go-on" class="btn btn-primary" href="/user/ann/">' in page and "EventSource" not in page
+    page = render_spawn_page("")
+    assert "labhub-notice" not in page and 'new EventSource("/hub/api/users/ann/server/progress")' in page
