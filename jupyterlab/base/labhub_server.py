@@ -19,11 +19,19 @@ Notebook trust's records stay in the home too (HomeSignatureStore), but a home a
 not make saving a notebook fail with "database is locked": the save goes on and fails, if it does,
 with its own reason ("Disk quota exceeded"), which JupyterLab shows.
 
+A server shared with colleagues (labhub.sharing on the hub) serves them as its owner, and its
+memory holds the browser tokens of everyone who opened it. Every kernel and terminal runs as the
+server's uid, which may read a process of its uid through /proc/<pid>/mem or ptrace: so the server
+makes itself non-dumpable (keep_memory_from_children), which closes it to them; what it starts is
+dumpable again after exec, as usual. And it asks the hub again about a browser's token after 10 s
+(HubOAuth.cache_max_age; JupyterHub's is 5 minutes), so a revoked share stops working within that.
+
 Named in /usr/local/etc/jupyter/jupyter_server_config.json (the documented way: neither class's
 folders nor environment is a setting) and, for the store (a callable, which JSON cannot name),
 jupyter_server_config.py there.
 """
 
+import ctypes
 import os
 import sqlite3
 
@@ -33,6 +41,7 @@ from jupyter_server_terminals.terminalmanager import TerminalManager
 from traitlets import default
 
 HOME = os.path.expanduser("~")
+PR_SET_DUMPABLE = 4  # prctl(2)
 # What jupyter_core uses when these variables are unset, as for any user outside the server.
 USER_FOLDERS = {"JUPYTER_CONFIG_DIR": os.path.join(HOME, ".jupyter"),
                 "JUPYTER_DATA_DIR": os.path.join(HOME, ".local", "share", "jupyter")}
@@ -82,3 +91,10 @@ class HomeSignatureStore(SQLiteSignatureStore):
             self.db.rollback()
             self.log.warning("Notebook trust not read (is the home full?): %s", e)
             return False
+
+
+def keep_memory_from_children() -> None:
+    """Makes this process non-dumpable: no process without CAP_SYS_PTRACE reads its memory."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")

@@ -380,9 +380,11 @@ def test_a_gpu_flavor_lands_where_a_gpu_is_free(lab, users):
     time.sleep(6)  # the hub's catalog looks at the images every 5 s
     carol.start_server(image="GPU test")
     assert node_of(lab, "carol") == lab.cluster.worker.name  # the only node with a GPU
-    # Swarm hands the node's GPU to the task in its environment, where NVIDIA's runtime (swarm-resource)
-    # reads it; the container's first process has it (the shell starting the server drops such names).
-    assert "DOCKER_RESOURCE_NVIDIA-GPU=GPU-fake-0" in run_code(carol, "open('/proc/1/environ', 'rb').read()")
+    # Swarm hands the node's GPU to the task in its container's environment, where NVIDIA's runtime
+    # (swarm-resource) reads it.
+    worker = lab.cluster.worker
+    task = worker.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={lab.project}-user-carol").stdout.strip()
+    assert "DOCKER_RESOURCE_NVIDIA-GPU=GPU-fake-0" in worker.docker("inspect", "-f", "{{json .Config.Env}}", task).stdout
     assert "GPU-fake-0" in labhub(lab, "status")
     # Its one GPU is taken: a second GPU server has no node to go to, and is refused within seconds.
     began = time.monotonic()
