@@ -3,6 +3,7 @@ them the way a browser does (HTTPS through Traefik, cookies, XSRF, WebSockets)."
 
 import contextlib
 import copy
+import html
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import requests
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 import websocket
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,8 +348,15 @@ class HubClient:
         return "/user/" + quote(self.user, safe="") + "/" + (quote(self.server, safe="") + "/" if self.server else "")
 
     def lab(self) -> requests.Response:
-        """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server)."""
-        return self.http.get(self.url(self.server_path + "lab"))
+        """Opens JupyterLab (following the OAuth hand-off from the hub to the user's server). A server
+        someone shared with this user first takes their confirmation on the hub's page: given, as a
+        person opening it would."""
+        r = self.http.get(self.url(self.server_path + "lab"))
+        if r.status_code == 200 and urlsplit(r.url).path.endswith("/hub/api/oauth2/authorize"):
+            form = {"_xsrf": html.unescape(re.search(r'name="_xsrf" value="([^"]*)"', r.text)[1]),
+                    "scopes": [html.unescape(v) for v in re.findall(r'name="scopes" value="([^"]*)"', r.text)]}
+            r = self.http.post(r.url, data=form)
+        return r
 
     def _server_xsrf(self) -> str | None:
         if self.user_subdomains_of:  # on the user's own host

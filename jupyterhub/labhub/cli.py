@@ -152,6 +152,12 @@ def do_quota(args) -> None:
     print(f"labhub quota: {storage.limit_home_now(engine, lab, s, args.user, overrides)}")
 
 
+def do_shares(args) -> None:
+    from . import sharing
+    listed = sharing.listed(settings.DATABASE, datetime.datetime.now(datetime.timezone.utc))
+    print("\n".join(listed) if len(listed) > 1 else "labhub shares: no server is shared")
+
+
 def do_upgrade(args) -> None:
     from . import upgrade
     s = settings.load()
@@ -213,6 +219,8 @@ def main(argv=None) -> None:
     sub.add_argument("action", nargs="?", default="list", choices=("list", "set", "reset"))
     sub.add_argument("user", nargs="?", help="the user's name, as they log in")
     sub.add_argument("size", nargs="?", help="e.g. 50G, 512M, or none")
+    command("shares", do_shares, "list every user's shared servers, whom each is shared with, and the unexpired "
+                                 "invitation links (README, Working together)")
     sub = command("upgrade", do_upgrade, "back up, then upgrade the hub database (./labhub upgrade also rebuilds "
                   "the images first and restarts the hub after; user servers keep running)")
     sub.add_argument("--output", default=BACKUPS, help=f"folder for the backup (default {BACKUPS}/)")

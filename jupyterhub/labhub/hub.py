@@ -16,13 +16,14 @@ from pathlib import Path
 import docker
 
 from . import (auth, bootstrap, certs, checks, chp, containers, gpu, guard, images, network, probe, resources,
-               settings, spawner, stack, storage)
+               settings, sharing, spawner, stack, storage)
 from .context import HubContext
 from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR, Settings
 from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
 from .stack import Stack
 
 log = logging.getLogger("JupyterHub")
+TEMPLATES = Path(__file__).parent / "templates"
 
 STEPS = (
     auth.configure,  # who may log in, and how
@@ -35,6 +36,7 @@ STEPS = (
     images.configure,  # the built flavors, and the chosen one's image and limits
     gpu.configure,  # device requests only where the engine has GPUs
     resources.configure,  # idle servers stopped after LABHUB_IDLE_TIMEOUT
+    sharing.configure,  # who may share their servers (LABHUB_SHARING); invitation links that expire
     bootstrap.configure,  # first-login content from bootstrap.sh
 )
 
@@ -69,6 +71,10 @@ def configure_hub(c, ctx: HubContext) -> None:
     c.JupyterHub.cookie_host_prefix_enabled = ctx.settings.user_subdomains
     c.JupyterHub.token_expires_in_max_seconds = 30 * 24 * 3600
     c.JupyterHub.authenticate_prometheus = True
+    # LabHub's pages (each extends JupyterHub's): the spawn page, which can hold a notice for the
+    # user (labhub.spawner); the home page, with the user's shares, and the page where a guest
+    # confirms opening a server shared with them (labhub.sharing).
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
     # Servers ignore the user's own Jupyter config files (they could undo the hub's settings).
     c.Spawner.disable_user_config = True
 

@@ -27,13 +27,13 @@ def configure(c, ctx: "HubContext") -> None:
     every = max(5, min(300, s.idle_timeout // 4))
     c.JupyterHub.last_activity_interval = every
     hooks.merge(c, "environment", {"JUPYTERHUB_ACTIVITY_INTERVAL": str(every)})
-    c.JupyterHub.services = [{
+    hooks.merge(c, "services", [{
         "name": "idle-culler",
         "command": [sys.executable, "-m", "jupyterhub_idle_culler",
                     f"--timeout={s.idle_timeout}", f"--cull-every={every}"],
-    }]
-    c.JupyterHub.load_roles = [{
+    }], section="JupyterHub")
+    hooks.merge(c, "load_roles", [{
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],
-    }]
+    }], section="JupyterHub")

@@ -35,6 +35,7 @@ USER_ID_MODES = ("shared", "per-user")
 GPU_MODES = ("auto", "on", "off")
 LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 def site_or_template(site: Path) -> Path:
@@ -147,6 +148,18 @@ class _Reader:
         if not value.isdigit() or not low <= int(value) <= high:
             raise fail(name, f"{value!r} is not a number from {low} to {high}", "set a number in that range")
         return int(value)
+
+    def sharing(self, name: str) -> str | tuple[str, ...]:
+        """on, off, or the groups whose members may share (JupyterHub's group names)."""
+        value = self.raw[name]
+        if value.lower() in ("on", "off"):
+            return value.lower()
+        groups = self.items(name)
+        bad = [g for g in groups if not _GROUP_NAME.match(g)]
+        if bad:
+            raise fail(name, f"{bad[0]!r} is neither on, off nor a group name",
+                       "set on, off, or group names (letters, digits, . _ -) separated by commas")
+        return groups
 
     def gpu_count(self, name: str) -> str:
         value = self.raw[name].lower()
@@ -286,6 +299,11 @@ class Settings:
                              _Reader.number, 0, 10**7)
     named_servers: int = _row("2", "named servers a user may run besides their default one; 0: none",
                               _Reader.number, 0, 100)
+    sharing: str | tuple[str, ...] = _row("on", "who may share their servers with named users and groups: on (every user), off, "
+                                                 "or comma-separated groups whose members may (README, Working together)",
+                                          _Reader.sharing)
+    share_link_seconds: int = _row("86400", "seconds an invitation link to a shared server lasts at most",
+                                   _Reader.number, 60, 365 * 86400)
     gpus: str = _row("auto", "GPUs for servers: " + ", ".join(GPU_MODES), _Reader.choice, GPU_MODES, "GPU mode")
     gpus_per_server: str = _row("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own",
                                 _Reader.gpu_count)

@@ -24,7 +24,6 @@ before it. The engine does many at once: this spawner gives the calls DOCKER_THR
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dockerspawner
@@ -51,7 +50,6 @@ DOCKER_THREADS = 8
 # Whose server it is (server_name): on each server's Swarm service and on a GPU server's container,
 # for those who find them again (labhub.gpu after a hub restart, `labhub nodes`).
 SERVER_LABEL = "org.labhub.server"
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def server_name(spawner) -> str:
@@ -63,7 +61,8 @@ class PromptDockerSpawner(dockerspawner.DockerSpawner):
     _docker_calls = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="docker")
     starting: asyncio.Semaphore  # the start slots, made by configure() for the engine's CPUs
     # What the user must know before going on to this start's server (labhub.storage: a full home),
-    # set by the start's pre-spawn hook: the spawn page shows it and waits for them (templates/).
+    # set by the start's pre-spawn hook: the spawn page shows it and waits for them
+    # (templates/spawn_pending.html).
     notice = ""
 
     @property
@@ -132,8 +131,6 @@ def configure(c, ctx: "HubContext") -> None:
     c.DockerSpawner.prefix = ctx.stack.container_prefix
     c.DockerSpawner.remove = True
     c.Spawner.default_url = "/lab"
-    # The spawn page: JupyterHub's, or where the start has a notice, one that waits for the user.
-    c.JupyterHub.template_paths = [str(TEMPLATES)]
     # Besides the default server, a few named ones (e.g. one per project or image).
     c.JupyterHub.allow_named_servers = s.named_servers > 0
     c.JupyterHub.named_server_limit_per_user = s.named_servers

@@ -18,6 +18,12 @@ def test_values_are_normalised():
     assert s.admin_users == ("alice", "bob")
 
 
+def test_sharing_is_on_off_or_the_groups_whose_members_may():
+    assert settings.load({}).sharing == "on"
+    assert settings.load({"LABHUB_SHARING": "OFF"}).sharing == "off"
+    assert settings.load({"LABHUB_SHARING": "bio-lab, Imaging"}).sharing == ("bio-lab", "Imaging")
+
+
 def test_ldap_groups_are_separated_by_semicolons_and_ports_follow_tls():
     s = settings.load({"LABHUB_LDAP_ALLOWED_GROUPS": "cn=a,dc=x; cn=b,dc=x", "LABHUB_LDAP_TLS": "ldaps"})
     assert s.ldap_allowed_groups == ("cn=a,dc=x", "cn=b,dc=x")
@@ -39,6 +45,8 @@ def test_other_variables_are_ignored():
     ({"LABHUB_HOSTNAME": "lab example"}, "LABHUB_HOSTNAME: 'lab example' is not a host name"),
     ({"LABHUB_ADMIN_USERS": "Ad Min"}, "LABHUB_ADMIN_USERS: 'ad min' is not a user name"),
     ({"LABHUB_ADMIN_USERS": " , "}, "LABHUB_ADMIN_USERS: no admin; name at least one admin"),
+    ({"LABHUB_SHARING": "yes please"}, "LABHUB_SHARING: 'yes please' is neither on, off nor a group name"),
+    ({"LABHUB_SHARE_LINK_SECONDS": "30"}, "LABHUB_SHARE_LINK_SECONDS: '30' is not a number from 60 to 31536000"),
     ({"LABHUB_HOSTNAMES": "x"}, "LABHUB_HOSTNAMES: unknown setting; use one of LABHUB_HOSTNAME, LABHUB_HTTP_PORT"),
 ])
 def test_bad_values_give_one_line_naming_setting_and_fix(env, message):

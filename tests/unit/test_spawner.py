@@ -2,20 +2,18 @@
 machine's CPUs (the real spawn: tests/integration/test_spawn.py)."""
 
 import asyncio
-import os
 import socket
 import threading
 import time
 from types import SimpleNamespace
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
-from jupyterhub._data import DATA_FILES_PATH
 from traitlets.config import Config
 
 from tornado.web import Application, RequestHandler
 
 from labhub import spawner
 
+import pages
 from contexts import hub_context
 
 
@@ -142,18 +140,10 @@ def test_the_spawns_progress_events_carry_its_notice_once_the_pre_spawn_hook_set
 
 
 def render_spawn_page(notice: str) -> str:
-    """The spawn page as the hub renders it with LabHub's template path: its templates before
-    JupyterHub's, which they extend as templates/<name> (JupyterHub's loaders)."""
-    c = Config()
-    spawner.configure(c, hub_context())
-    jupyterhubs = os.path.join(DATA_FILES_PATH, "templates")
-    env = Environment(autoescape=True, loader=ChoiceLoader([
-        FileSystemLoader(c.JupyterHub.template_paths), PrefixLoader({"templates": FileSystemLoader([jupyterhubs])}, "/"),
-        FileSystemLoader([jupyterhubs])]))
     starting = SimpleNamespace(notice=notice, name="", options_form="")
     user = SimpleNamespace(name="ann", admin=False, spawner=starting, server_url=lambda name="": f"/user/ann/{name}")
-    return env.get_template("spawn_pending.html").render(spawner=starting, user=user, static_url=lambda *_, **__: "",
-                                                         base_url="/hub/", progress_url="/hub/api/users/ann/server/progress")
+    return pages.render("spawn_pending.html", spawner=starting, user=user,
+                        progress_url="/hub/api/users/ann/server/progress")
 
 
 def test_the_spawn_page_with_a_notice_says_it_and_waits_and_without_one_is_jupyterhubs():

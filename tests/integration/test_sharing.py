@@ -1,0 +1,148 @@
+"""Sharing a server with named colleagues (labhub.sharing), on the real stack: a share gives the
+guest the owner's one chosen server and nothing more, whatever the guest tries from inside it;
+revoking it, removing the guest, or LABHUB_SHARING taking the owner's right away ends it; and
+invitation links last no longer than LABHUB_SHARE_LINK_SECONDS. (Who gets which scopes, and what
+the sharing service decides: tests/unit/test_sharing.py.)"""
+
+import ast
+import html
+import json
+import re
+import time
+from urllib.parse import quote
+
+import harness
+
+# Run by the guest in the owner's server, as the owner's uid: the server's own token (in every
+# kernel's environment) tried on the hub's API against the owner, and the server's memory, which
+# holds the browser tokens of everyone who opened it.
+FROM_INSIDE = """
+import json, os, urllib.request, urllib.error
+api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
+def hub(method, path, body=None):
+    request = urllib.request.Request(api + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": "token " + token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+def memory():
+    try:
+        with open(f"/proc/{os.getppid()}/mem", "rb"):
+            return "opened"
+    except OSError as e:
+        return e.strerror
+{"tokens": hub("GET", "/users/OWNER/tokens"), "new token": hub("POST", "/users/OWNER/tokens", {"note": "mine now"}),
+ "stop other": hub("DELETE", "/users/OWNER/servers/side"), "start other": hub("POST", "/users/OWNER/servers/third"),
+ "share on": hub("POST", "/shares/OWNER/", {"user": "GUEST2"}), "server memory": memory()}
+"""
+
+
+def page_token(client: harness.HubClient) -> str:
+    """The token JupyterLab's page holds for its browser (its page config), as the share dialog uses it."""
+    page = client.lab()
+    page.raise_for_status()
+    config = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S)
+    return json.loads(html.unescape(config.group(1)))["token"]
+
+
+def as_token(stack, token: str, method: str, path: str, **kw) -> int:
+    return stack.session().request(method, f"{stack.url}/hub/api{path}", headers={"Authorization": f"token {token}"},
+                                   timeout=30, **kw).status_code
+
+
+def refused(client: harness.HubClient) -> bool:
+    """Whether the client's way into its server (client.user's) ends in a refusal."""
+    return client.lab().status_code in (403, 404)
+
+
+def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(stack, admin):
+    sana, gus, otto, remy = (harness.native_user(stack, admin, name) for name in ("sana", "gus", "otto", "remy"))
+    sana.start_server()
+    side = sana.named("side")
+    side.start_server()
+    try:
+        sana.write_file("plan.txt", "sana's plan")
+        assert sana.api("POST", "/shares/sana/", json={"user": "gus"}).status_code == 200
+        assert [s["server"]["user"]["name"] for s in gus.api("GET", "/users/gus/shared").json()["items"]] == ["sana"]
+
+        # gus works in sana's server, as sana: her files, her kernels.
+        guest = gus.for_user("sana")
+        assert guest.read_file("plan.txt") == "sana's plan"
+        guest.write_file("review.txt", "gus was here")
+        assert sana.read_file("review.txt") == "gus was here"
+
+        # Only that server, and none of sana's powers on the hub.
+        assert refused(guest.named("side"))
+        assert refused(otto.for_user("sana"))
+        for method, path in (("DELETE", "/users/sana/server"), ("DELETE", "/users/sana/servers/side"),
+                             ("POST", "/users/sana/servers/third"), ("GET", "/users/sana/tokens"),
+                             ("POST", "/users/sana/tokens"), ("POST", "/shares/sana/")):
+            assert gus.api(method, path, json={"user": "otto"}).status_code in (403, 404), (method, path)
+        # The lab page's token in gus's browser manages gus's own shares, not sana's.
+        token = page_token(guest)
+        assert as_token(stack, token, "POST", "/shares/sana/", json={"user": "otto"}) in (403, 404)
+        assert as_token(stack, token, "GET", "/users/sana/tokens") in (403, 404)
+        # From inside sana's server, what gus can reach as her uid gives nothing more either.
+        code = FROM_INSIDE.replace("OWNER", "sana").replace("GUEST2", "otto")
+        tried = ast.literal_eval(guest.execute(guest.start_kernel(), code))
+        assert tried.pop("server memory") == "Permission denied", tried
+        assert set(tried.values()) <= {403, 404}, tried
+        assert side.read_file("plan.txt") == "sana's plan"  # her other server never stopped
+        assert sana.api("GET", "/users/sana/tokens").status_code == 200
+
+        # A share with a user who is removed ends with them.
+        assert sana.api("POST", "/shares/sana/", json={"user": "remy"}).status_code == 200
+        assert admin.api("DELETE", "/users/remy").status_code == 204
+        shared_with = {(s["kind"], (s["user"] or s["group"])["name"]) for s in sana.api("GET", "/shares/sana/").json()["items"]}
+        assert shared_with == {("user", "gus")}
+
+        # sana revokes: gus's way in closes within seconds (each server asks the hub again after 10 s).
+        assert sana.api("DELETE", "/shares/sana/").status_code == 204
+        revoked = time.monotonic()
+        while guest.server_api("GET", "/contents/plan.txt").status_code == 200:
+            assert time.monotonic() - revoked < 30, "gus still reads sana's files 30 s after she revoked the share"
+            time.sleep(0.5)
+        print(f"revoked share closed after {time.monotonic() - revoked:.1f} s")
+        assert refused(guest)
+    finally:
+        side.stop_server()
+        side.forget_server()
+        sana.stop_server()
+
+
+def wait_until(condition, seconds: float, what: str) -> float:
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < seconds, f"{what}: not within {seconds} s"
+        time.sleep(1)
+    return time.monotonic() - began
+
+
+def test_sharing_limited_to_groups_ends_the_others_shares_and_links_expire(stack, admin):
+    lena, mo, pia = (harness.native_user(stack, admin, name) for name in ("lena", "mo", "pia"))
+    for owner in (lena, mo):
+        owner.start_server()
+        owner.stop_server()  # a stopped server can be shared too
+    assert lena.api("POST", "/shares/lena/", json={"user": "pia"}).status_code == 200
+    assert admin.api("POST", "/groups/sharing-sharers", json={"users": ["mo"]}).status_code == 201
+    try:
+        with stack.configured(sharing="sharing-sharers", share_link_seconds="60"):
+            # lena is in no sharing group now: her share ends, and she cannot share again.
+            took = wait_until(lambda: not admin.api("GET", "/shares/lena/").json()["items"], 30, "lena's share ended")
+            print(f"a share of a user no longer allowed to share ended after {took:.0f} s")
+            assert "labhub sharing: ended /shares/lena/: lena may not share (LABHUB_SHARING)" in stack.service_log("hub")
+            assert lena.api("POST", "/shares/lena/", json={"user": "pia"}).status_code == 403
+            # mo may: a share, and an invitation link asking for a day, which lasts 60 s.
+            assert mo.api("POST", "/shares/mo/", json={"user": "pia"}).status_code == 200
+            made = mo.api("POST", "/share-codes/mo/", json={"expires_in": 86400})
+            assert made.status_code == 200, made.text
+            accept = f"/hub/accept-share?code={quote(made.json()['code'])}"
+            assert pia.http.get(pia.url(accept)).status_code == 200  # a valid link's page
+            took = wait_until(lambda: not mo.api("GET", "/share-codes/mo/").json()["items"], 120, "mo's link expired")
+            print(f"an invitation link asking for a day lasted {took:.0f} s (LABHUB_SHARE_LINK_SECONDS=60)")
+            assert pia.http.get(pia.url(accept)).status_code == 404  # no such code
+            assert [s["user"]["name"] for s in mo.api("GET", "/shares/mo/").json()["items"]] == ["pia"]
+    finally:
+        admin.api("DELETE", "/groups/sharing-sharers")

@@ -1,0 +1,145 @@
+"""Who may share, what the hub grants for it, and what the sharing service ends (labhub.sharing).
+The shares themselves, on the real stack: tests/integration/test_sharing.py."""
+
+import sqlite3
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from labhub import resources, settings, sharing
+
+import pages
+from contexts import hub_context
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def configured(**env) -> Config:
+    c = Config()
+    ctx = hub_context(settings.load({f"LABHUB_{k.upper()}": v for k, v in env.items()}))
+    resources.configure(c, ctx)
+    sharing.configure(c, ctx)
+    return c
+
+
+def test_on_every_user_may_share_and_find_whom_to_share_with():
+    c = configured()
+    user_role = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
+    assert user_role["scopes"] == ["self", "shares!user", "read:users:name"]
+    # Tokens that servers' pages hold get none of it (JupyterHub's default: access to that server).
+    assert "oauth_client_allowed_scopes" not in c.Spawner
+
+
+def test_limited_to_groups_only_their_members_get_the_scopes():
+    c = configured(sharing="bio,imaging")
+    assert [r for r in c.JupyterHub.load_roles if r["name"] in ("user", sharing.SHARER_ROLE)] == [
+        {"name": sharing.SHARER_ROLE, "scopes": sharing.SHARER_SCOPES, "groups": ["bio", "imaging"]}]
+
+
+def test_off_nobody_gets_them_but_the_service_still_runs_to_end_old_shares():
+    c = configured(sharing="off")
+    assert {r["name"] for r in c.JupyterHub.load_roles} == {"idle-culler", "sharing"}
+    [service] = [s for s in c.JupyterHub.services if s["name"] == "sharing"]
+    assert service["command"][-2:] == ["--sharing=off", "--link-seconds=86400"]
+
+
+def test_the_sharing_service_and_the_idle_culler_both_run_with_their_own_roles():
+    c = configured(sharing="bio", share_link_seconds="3600")
+    assert [s["name"] for s in c.JupyterHub.services] == ["idle-culler", "sharing"]
+    assert [s for s in c.JupyterHub.services if s["name"] == "sharing"][0]["command"][-2:] == [
+        "--sharing=bio", "--link-seconds=3600"]
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "sharing")
+    assert role["services"] == ["sharing"] and "admin:users" not in role["scopes"] and "access:servers" not in role["scopes"]
+
+
+@pytest.mark.parametrize("setting, groups, expected", [
+    ("on", [], True), ("off", ["bio"], False), (("bio", "imaging"), ["imaging"], True), (("bio",), ["chem"], False)])
+def test_may_share(setting, groups, expected):
+    assert sharing.may_share(setting, groups) is expected
+
+
+def share(server: str, created="2027-01-15T07:00:00Z") -> dict:
+    return {"server": {"name": server, "user": {"name": "ann"}}, "created_at": created, "user": {"name": "bo"}}
+
+
+def code(server: str, number: int, created: str) -> dict:
+    return {"server": {"name": server, "user": {"name": "ann"}}, "id": f"sc_{number}", "created_at": created}
+
+
+def test_a_user_who_may_no_longer_share_loses_every_share_and_link_of_every_server():
+    owner = {"name": "ann", "groups": ["chem"]}
+    ended = sharing.revocations(owner, [share(""), share("big data")], [code("", 3, "2027-01-15T07:59:00Z")],
+                                ("bio",), 86400, NOW)
+    assert ended == [("/shares/ann/", "ann may not share (LABHUB_SHARING)"),
+                     ("/shares/ann/big%20data", "ann may not share (LABHUB_SHARING)"),
+                     ("/share-codes/ann/", "ann may not share (LABHUB_SHARING)"),
+                     ("/share-codes/ann/big%20data", "ann may not share (LABHUB_SHARING)")]
+
+
+def test_a_sharer_keeps_shares_and_young_links_and_loses_links_older_than_the_setting():
+    owner = {"name": "ann", "groups": []}
+    codes = [code("", 3, "2027-01-15T06:59:59Z"), code("", 4, "2027-01-15T07:00:01+00:00")]
+    assert sharing.revocations(owner, [share("")], codes, "on", 3600, NOW) == [
+        ("/share-codes/ann/?id=sc_3", "ann's invitation link is older than LABHUB_SHARE_LINK_SECONDS")]
+
+
+def test_the_home_page_says_how_long_a_link_lasts_and_asks_for_that():
+    c = configured(share_link_seconds="43200")
+    assert c.JupyterHub.template_vars == {"labhub_share_link_seconds": 43200, "labhub_share_link_lifetime": "12 hours"}
+    assert [sharing.lifetime(s) for s in (86400, 3600, 5400, 75)] == ["1 day", "1 hour", "90 minutes", "75 seconds"]
+
+
+def test_the_service_looks_often_enough_for_short_links_and_not_too_often():
+    assert [sharing.check_seconds(s) for s in (60, 120, 3600, 86400)] == [15, 30, 60, 60]
+
+
+def test_the_admin_lists_every_share_and_the_links_not_yet_expired(tmp_path):
+    database = tmp_path / "jupyterhub.sqlite"
+    with sqlite3.connect(database) as db:  # the tables as JupyterHub makes them, the columns read here
+        db.executescript("""
+            CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE groups (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE spawners (id INTEGER PRIMARY KEY, user_id INTEGER, name TEXT);
+            CREATE TABLE shares (id INTEGER PRIMARY KEY, owner_id INTEGER, spawner_id INTEGER, user_id INTEGER,
+                                 group_id INTEGER, created_at DATETIME);
+            CREATE TABLE share_codes (id INTEGER PRIMARY KEY, owner_id INTEGER, spawner_id INTEGER,
+                                      expires_at DATETIME, exchange_count INTEGER);
+            INSERT INTO users VALUES (1, 'sana'), (2, 'gus');
+            INSERT INTO groups VALUES (1, 'bio');
+            INSERT INTO spawners VALUES (1, 1, ''), (2, 1, 'big');
+            INSERT INTO shares VALUES (1, 1, 2, NULL, 1, '2027-01-14 09:30:00.123'), (2, 1, 1, 2, NULL, '2027-01-15 07:00:00');
+            INSERT INTO share_codes VALUES (1, 1, 1, '2027-01-16 08:00:00', 2), (2, 1, 1, '2027-01-15 07:59:00', 0);""")
+    assert sharing.listed(database, datetime.fromtimestamp(NOW, timezone.utc)) == [
+        "OWNER  SERVER   SHARED WITH  SINCE (UTC)",
+        "sana   default  gus          2027-01-15 07:00",
+        "sana   big      group bio    2027-01-14 09:30",
+        "invitation link to sana's default server: until 2027-01-16 08:00 UTC, used 2 times"]
+    assert sharing.listed(tmp_path / "none.sqlite", datetime.fromtimestamp(NOW, timezone.utc)) == []
+
+
+def server(name: str) -> SimpleNamespace:
+    return SimpleNamespace(name=name, display_name="", active=False, ready=False, pending=None, last_activity=None)
+
+
+def home_page(scopes: set[str]) -> str:
+    user = SimpleNamespace(name="ann", json_escaped_name="ann", admin=False, spawner=SimpleNamespace(options_form=""),
+                           server_url=lambda name="": f"/user/ann/{name}",
+                           all_spawners=lambda include_default=True: [server(""), server("big data")][not include_default:])
+    return pages.render("home.html", user=user, expanded_scopes=scopes, default_server=server(""), url="/hub/spawn/ann",
+                        allow_named_servers=True, named_server_limit_per_user=2, xsrf_token="x",
+                        labhub_share_link_seconds=3600, labhub_share_link_lifetime="1 hour")
+
+
+def test_a_sharers_home_page_has_each_server_to_share_and_says_a_guest_works_as_them():
+    page = home_page({"shares!user=ann", "read:shares!user=ann"})
+    assert '<tr data-server="">' in page and '<tr data-server="big data">' in page
+    assert "works in it <strong>as you</strong>" in page and "Invitation link (lasts 1 hour)" in page
+    assert "const linkSeconds = 3600;" in page
+    assert 'id="labhub-shared-with-me" hidden' in page  # shown once the API lists servers shared with ann
+
+
+def test_a_home_page_of_someone_who_may_not_share_shows_only_what_is_shared_with_them():
+    page = home_page({"read:users!user=ann"})
+    assert "labhub-shared-with-me" in page and "data-server=" not in page and "Share your servers" not in page
