@@ -25,6 +25,9 @@ server's uid, which may read a process of its uid through /proc/<pid>/mem or ptr
 makes itself non-dumpable (keep_memory_from_children), which closes it to them; what it starts is
 dumpable again after exec, as usual. And it asks the hub again about a browser's token after 10 s
 (HubOAuth.cache_max_age; JupyterHub's is 5 minutes), so a revoked share stops working within that.
+A WebSocket (a kernel's, a terminal's) is let in once, when it opens, and would outlive the share:
+so this module, as a server extension, notes each one with the token it opened with, asks again
+every RECHECK_SECONDS, and closes those whose user may no longer use the server.
 
 Named in /usr/local/etc/jupyter/jupyter_server_config.json (the documented way: neither class's
 folders nor environment is a setting) and, for the store (a callable, which JSON cannot name),
@@ -34,14 +37,18 @@ jupyter_server_config.py there.
 import ctypes
 import os
 import sqlite3
+import weakref
 
 from jupyter_client.kernelspec import KernelSpecManager
 from nbformat.sign import SQLiteSignatureStore
 from jupyter_server_terminals.terminalmanager import TerminalManager
+from tornado.ioloop import PeriodicCallback
+from tornado.websocket import WebSocketHandler
 from traitlets import default
 
 HOME = os.path.expanduser("~")
 PR_SET_DUMPABLE = 4  # prctl(2)
+RECHECK_SECONDS = 5
 # What jupyter_core uses when these variables are unset, as for any user outside the server.
 USER_FOLDERS = {"JUPYTER_CONFIG_DIR": os.path.join(HOME, ".jupyter"),
                 "JUPYTER_DATA_DIR": os.path.join(HOME, ".local", "share", "jupyter")}
@@ -98,3 +105,39 @@ def keep_memory_from_children() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "labhub_server"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """Closes the open WebSockets of users who may no longer use this server (under JupyterHub)."""
+    provider = serverapp.identity_provider
+    hub_auth = getattr(provider, "hub_auth", None)
+    if hub_auth is None:
+        return
+    opened_with = weakref.WeakKeyDictionary()  # open WebSocket handler -> the token it was let in with
+    let_in = provider.get_user
+
+    async def get_user(handler):
+        user = await let_in(handler)
+        if user is not None and isinstance(handler, WebSocketHandler):
+            opened_with[handler] = hub_auth.get_token(handler)
+        return user
+
+    provider.get_user = get_user  # JupyterHub's identity provider, which the server makes itself
+
+    async def close_revoked() -> None:
+        for handler, token in list(opened_with.items()):
+            if handler.ws_connection is None:  # not open yet, or closed
+                continue
+            user = await hub_auth.user_for_token(token, sync=False) if token else None
+            if user is None or not hub_auth.check_scopes(hub_auth.access_scopes, user):
+                serverapp.log.warning("labhub: closing %s's connection %s: they may no longer use this server",
+                                      handler.current_user.username if handler.current_user else "a user",
+                                      handler.request.path)
+                opened_with.pop(handler, None)
+                handler.close(4003, "access to this server ended")
+
+    PeriodicCallback(close_revoked, RECHECK_SECONDS * 1000).start()

@@ -146,7 +146,10 @@ def test_another_users_session_and_token_cannot_touch_a_server(stack, two_users)
     as_alba.headers["Authorization"] = f"token {token}"
 
     for session, headers in ((alba.http, alba.xsrf_headers()), (as_alba, {})):
-        assert session.get(stack.url + "/hub/api/users/bruno", headers=headers).status_code in (403, 404)
+        # Users may look each other up by name, to share with (LABHUB_SHARING): the name, nothing else.
+        looked_up = session.get(stack.url + "/hub/api/users/bruno", headers=headers)
+        assert looked_up.status_code in (403, 404) or set(looked_up.json()) <= {"kind", "name", "admin", "user_info"}, \
+            looked_up.text  # no servers, groups, activity or tokens
         assert session.post(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
         assert session.delete(stack.url + "/hub/api/users/bruno/server", headers=headers).status_code in (403, 404)
         assert session.get(stack.url + "/user/bruno/api/contents", headers=headers).status_code == 403

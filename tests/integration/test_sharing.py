@@ -11,6 +11,8 @@ import re
 import time
 from urllib.parse import quote
 
+import websocket
+
 import harness
 
 # Run by the guest in the owner's server, as the owner's uid: the server's own token (in every
@@ -52,26 +54,41 @@ def as_token(stack, token: str, method: str, path: str, **kw) -> int:
                                    timeout=30, **kw).status_code
 
 
+def closed_within(socket: websocket.WebSocket, seconds: float) -> bool:
+    """Whether the server closes the WebSocket within seconds (what else it sends is read and dropped)."""
+    socket.settimeout(1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if socket.recv() in ("", b""):  # the server's close frame
+                return True
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return True
+    return False
+
+
 def refused(client: harness.HubClient) -> bool:
     """Whether the client's way into its server (client.user's) ends in a refusal."""
     return client.lab().status_code in (403, 404)
 
 
 def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(stack, admin):
-    sana, gus, otto, remy = (harness.native_user(stack, admin, name) for name in ("sana", "gus", "otto", "remy"))
+    sana, gusto, otto, remy = (harness.native_user(stack, admin, name) for name in ("sana", "gusto", "otto", "remy"))
     sana.start_server()
     side = sana.named("side")
     side.start_server()
     try:
         sana.write_file("plan.txt", "sana's plan")
-        assert sana.api("POST", "/shares/sana/", json={"user": "gus"}).status_code == 200
-        assert [s["server"]["user"]["name"] for s in gus.api("GET", "/users/gus/shared").json()["items"]] == ["sana"]
+        assert sana.api("POST", "/shares/sana/", json={"user": "gusto"}).status_code == 200
+        assert [s["server"]["user"]["name"] for s in gusto.api("GET", "/users/gusto/shared").json()["items"]] == ["sana"]
 
-        # gus works in sana's server, as sana: her files, her kernels.
-        guest = gus.for_user("sana")
+        # gusto works in sana's server, as sana: her files, her kernels.
+        guest = gusto.for_user("sana")
         assert guest.read_file("plan.txt") == "sana's plan"
-        guest.write_file("review.txt", "gus was here")
-        assert sana.read_file("review.txt") == "gus was here"
+        guest.write_file("review.txt", "gusto was here")
+        assert sana.read_file("review.txt") == "gusto was here"
 
         # Only that server, and none of sana's powers on the hub.
         assert refused(guest.named("side"))
@@ -79,12 +96,12 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
         for method, path in (("DELETE", "/users/sana/server"), ("DELETE", "/users/sana/servers/side"),
                              ("POST", "/users/sana/servers/third"), ("GET", "/users/sana/tokens"),
                              ("POST", "/users/sana/tokens"), ("POST", "/shares/sana/")):
-            assert gus.api(method, path, json={"user": "otto"}).status_code in (403, 404), (method, path)
-        # The lab page's token in gus's browser manages gus's own shares, not sana's.
+            assert gusto.api(method, path, json={"user": "otto"}).status_code in (403, 404), (method, path)
+        # The token gusto's browser holds for the lab page touches nothing of sana's either.
         token = page_token(guest)
         assert as_token(stack, token, "POST", "/shares/sana/", json={"user": "otto"}) in (403, 404)
         assert as_token(stack, token, "GET", "/users/sana/tokens") in (403, 404)
-        # From inside sana's server, what gus can reach as her uid gives nothing more either.
+        # From inside sana's server, what gusto can reach as her uid gives nothing more either.
         code = FROM_INSIDE.replace("OWNER", "sana").replace("GUEST2", "otto")
         tried = ast.literal_eval(guest.execute(guest.start_kernel(), code))
         assert tried.pop("server memory") == "Permission denied", tried
@@ -96,16 +113,27 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
         assert sana.api("POST", "/shares/sana/", json={"user": "remy"}).status_code == 200
         assert admin.api("DELETE", "/users/remy").status_code == 204
         shared_with = {(s["kind"], (s["user"] or s["group"])["name"]) for s in sana.api("GET", "/shares/sana/").json()["items"]}
-        assert shared_with == {("user", "gus")}
+        assert shared_with == {("user", "gusto")}
 
-        # sana revokes: gus's way in closes within seconds (each server asks the hub again after 10 s).
+        # sana revokes: gusto's way in closes within seconds (each server asks the hub again after 10 s),
+        # and so do the kernel and terminal connections he has open; hers stay.
+        kernel = guest.start_kernel()
+        his_kernel, her_kernel = guest.kernel_socket(kernel), sana.kernel_socket(kernel)
+        terminal = guest.server_api("POST", "/terminals").json()["name"]
+        his_terminal = guest.server_websocket(f"terminals/websocket/{terminal}")
+        assert his_kernel.run("6 * 7") == "42"
         assert sana.api("DELETE", "/shares/sana/").status_code == 204
         revoked = time.monotonic()
         while guest.server_api("GET", "/contents/plan.txt").status_code == 200:
-            assert time.monotonic() - revoked < 30, "gus still reads sana's files 30 s after she revoked the share"
+            assert time.monotonic() - revoked < 30, "gusto still reads sana's files 30 s after she revoked the share"
             time.sleep(0.5)
-        print(f"revoked share closed after {time.monotonic() - revoked:.1f} s")
+        print(f"revoked share: requests refused after {time.monotonic() - revoked:.1f} s")
         assert refused(guest)
+        for name, socket in (("kernel", his_kernel.ws), ("terminal", his_terminal)):
+            assert closed_within(socket, 30 - (time.monotonic() - revoked)), f"gusto's open {name} connection outlived the share"
+        print(f"revoked share: open connections closed after {time.monotonic() - revoked:.1f} s")
+        assert her_kernel.run("6 * 7") == "42"
+        her_kernel.ws.close()
     finally:
         side.stop_server()
         side.forget_server()
@@ -121,11 +149,11 @@ def wait_until(condition, seconds: float, what: str) -> float:
 
 
 def test_sharing_limited_to_groups_ends_the_others_shares_and_links_expire(stack, admin):
-    lena, mo, pia = (harness.native_user(stack, admin, name) for name in ("lena", "mo", "pia"))
+    lena, mo, pina = (harness.native_user(stack, admin, name) for name in ("lena", "mo", "pina"))
     for owner in (lena, mo):
         owner.start_server()
         owner.stop_server()  # a stopped server can be shared too
-    assert lena.api("POST", "/shares/lena/", json={"user": "pia"}).status_code == 200
+    assert lena.api("POST", "/shares/lena/", json={"user": "pina"}).status_code == 200
     assert admin.api("POST", "/groups/sharing-sharers", json={"users": ["mo"]}).status_code == 201
     try:
         with stack.configured(sharing="sharing-sharers", share_link_seconds="60"):
@@ -133,16 +161,16 @@ def test_sharing_limited_to_groups_ends_the_others_shares_and_links_expire(stack
             took = wait_until(lambda: not admin.api("GET", "/shares/lena/").json()["items"], 30, "lena's share ended")
             print(f"a share of a user no longer allowed to share ended after {took:.0f} s")
             assert "labhub sharing: ended /shares/lena/: lena may not share (LABHUB_SHARING)" in stack.service_log("hub")
-            assert lena.api("POST", "/shares/lena/", json={"user": "pia"}).status_code == 403
+            assert lena.api("POST", "/shares/lena/", json={"user": "pina"}).status_code == 403
             # mo may: a share, and an invitation link asking for a day, which lasts 60 s.
-            assert mo.api("POST", "/shares/mo/", json={"user": "pia"}).status_code == 200
+            assert mo.api("POST", "/shares/mo/", json={"user": "pina"}).status_code == 200
             made = mo.api("POST", "/share-codes/mo/", json={"expires_in": 86400})
             assert made.status_code == 200, made.text
             accept = f"/hub/accept-share?code={quote(made.json()['code'])}"
-            assert pia.http.get(pia.url(accept)).status_code == 200  # a valid link's page
+            assert pina.http.get(pina.url(accept)).status_code == 200  # a valid link's page
             took = wait_until(lambda: not mo.api("GET", "/share-codes/mo/").json()["items"], 120, "mo's link expired")
             print(f"an invitation link asking for a day lasted {took:.0f} s (LABHUB_SHARE_LINK_SECONDS=60)")
-            assert pia.http.get(pia.url(accept)).status_code == 404  # no such code
-            assert [s["user"]["name"] for s in mo.api("GET", "/shares/mo/").json()["items"]] == ["pia"]
+            assert pina.http.get(pina.url(accept)).status_code == 404  # no such code
+            assert [s["user"]["name"] for s in mo.api("GET", "/shares/mo/").json()["items"]] == ["pina"]
     finally:
         admin.api("DELETE", "/groups/sharing-sharers")
