@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import hooks
+from .terminal import columns, printable
 
 if TYPE_CHECKING:
     from .context import HubContext
@@ -83,7 +84,8 @@ def _created(model: dict) -> float:
 
 
 def revocations(owner: dict, shares: list[dict], codes: list[dict], sharing, link_seconds: int, now: float) -> list[tuple[str, str]]:
-    """What to end of the owner's (a user model with groups): (API path to DELETE, why)."""
+    """What to end of the owner's (a user model with groups): (API path to DELETE, why). Their
+    shares matter only if they may no longer share."""
     name = urllib.parse.quote(owner["name"], safe="")
     if not may_share(sharing, owner.get("groups", [])):
         servers = sorted({share["server"]["name"] for share in shares} | {code["server"]["name"] for code in codes})
@@ -111,13 +113,10 @@ def listed(database: Path, now: datetime) -> list[str]:
             "JOIN users AS owner ON owner.id = share_codes.owner_id JOIN spawners ON spawners.id = share_codes.spawner_id "
             "WHERE share_codes.expires_at > ? ORDER BY owner.name, spawners.name, share_codes.expires_at",
             (now.strftime("%Y-%m-%d %H:%M:%S"),)).fetchall()
-    rows = [("OWNER", "SERVER", "SHARED WITH", "SINCE (UTC)")] + [
-        (owner, server or "default", user or f"group {group}", created[:16]) for owner, server, user, group, created in shares]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
-    lines += [f"invitation link to {owner}'s {server or 'default'} server: until {expires[:16]} UTC, used {used} times"
-              for owner, server, expires, used in links]
-    return lines
+    lines = columns([("OWNER", "SERVER", "SHARED WITH", "SINCE (UTC)")] + [
+        (owner, server or "default", user or f"group {group}", created[:16]) for owner, server, user, group, created in shares])
+    return lines + [printable(f"invitation link to {owner}'s {server or 'default'} server: until {expires[:16]} UTC, "
+                              f"used {used} times") for owner, server, expires, used in links]
 
 
 class Hub:
@@ -147,8 +146,8 @@ class Hub:
 def enforce(hub: Hub, sharing, link_seconds: int) -> None:
     for owner in hub.items("/users"):
         name = urllib.parse.quote(owner["name"], safe="")
-        for path, why in revocations(owner, hub.items(f"/shares/{name}"), hub.items(f"/share-codes/{name}"),
-                                     sharing, link_seconds, time.time()):
+        shares = [] if may_share(sharing, owner.get("groups", [])) else hub.items(f"/shares/{name}")
+        for path, why in revocations(owner, shares, hub.items(f"/share-codes/{name}"), sharing, link_seconds, time.time()):
             hub.call("DELETE", path)
             print(f"labhub sharing: ended {path}: {why}", flush=True)
 

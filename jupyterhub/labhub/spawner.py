@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.05
 PROMPT_SECONDS = 20
-NOTICE_POLL_SECONDS = 0.5  # how often a spawn's progress events look for its notice
 # A server's start is mostly Python imports, about a CPU-second: ten spawns per CPU all start
 # within a minute even on a busy machine. Beyond that, the hub answers "Too many users trying to
 # log in right now. Try again in 20 seconds" (429) instead of slowing every spawn toward its
@@ -84,15 +83,6 @@ class PromptDockerSpawner(dockerspawner.DockerSpawner):
         if not answered:
             await until_answers(url, budget - START_SLOT_SECONDS)
         return ip, port
-
-    async def progress(self):
-        """JupyterHub's events, then the notice, once the pre-spawn hook has set it: the spawn's
-        progress page and API show it. (JupyterHub stops asking when the server is up.)"""
-        async for event in super().progress():
-            yield event
-        while not self.notice:
-            await asyncio.sleep(NOTICE_POLL_SECONDS)
-        yield {"message": self.notice}
 
     async def _wait_for_turn(self) -> bool:
         """Whether this start got one of the start slots (False: it waited QUEUE_SECONDS, and goes)."""

@@ -16,7 +16,7 @@ from .gpu import ASSIGNED_LABEL
 from .settings import DATABASE, Settings
 from .spawner import SERVER_LABEL
 from .stack import Stack
-from .terminal import printable
+from .terminal import columns, printable
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,7 @@ def table(found: list[Server], now: datetime.datetime) -> str:
         rows.append((s.user, s.name or "-", s.image, _duration(now - s.started),
                      "-" if s.cpu_percent is None else f"{s.cpu_percent:.0f}%",
                      f"{used} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-") + ((s.node,) if with_node else ()))
-    return "\n".join(_columns(rows) + [f"{len(found)} server(s) running"])
-
-
-def _columns(rows: list[tuple[str, ...]]) -> list[str]:
-    """The rows as lines of left-aligned columns, each cell printable."""
-    rows = [tuple(map(printable, row)) for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(columns(rows) + [f"{len(found)} server(s) running"])
 
 
 def nodes_table(engine: docker.DockerClient) -> str:
@@ -135,7 +128,7 @@ def nodes_table(engine: docker.DockerClient) -> str:
         rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
                      "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
                      str(len(n.gpus)), str(running[n.id])))
-    return "\n".join(_columns(rows))
+    return "\n".join(columns(rows))
 
 
 @dataclass(frozen=True)
@@ -178,7 +171,7 @@ def homes_table(found: list[Home]) -> str:
         rows.append((h.user, quota.format_size(h.used), (quota.format_size(h.quota) if h.quota else "-") +
                      ("" if h.enforced or not h.quota else " (not enforced)"), f"{100 * h.fraction:.0f}%" if h.quota else "-"))
     full = [h.user for h in found if h.quota and h.fraction >= quota.WARN_AT]
-    return "\n".join(_columns(rows) + [f"{len(found)} home(s), {quota.format_size(sum(h.used for h in found))} in all" +
+    return "\n".join(columns(rows) + [f"{len(found)} home(s), {quota.format_size(sum(h.used for h in found))} in all" +
                                        (f"; {len(full)} at {quota.WARN_AT:.0%} of their quota or more" if full else "")])
 
 

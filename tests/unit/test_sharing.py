@@ -143,3 +143,26 @@ def test_a_sharers_home_page_has_each_server_to_share_and_says_a_guest_works_as_
 def test_a_home_page_of_someone_who_may_not_share_shows_only_what_is_shared_with_them():
     page = home_page({"read:users!user=ann"})
     assert "labhub-shared-with-me" in page and "data-server=" not in page and "Share your servers" not in page
+
+
+class FakeHub:
+    """JupyterHub's API as the sharing service sees it: the answers by path; what it was asked."""
+
+    def __init__(self, answers: dict[str, list[dict]]):
+        self.answers, self.asked = answers, []
+
+    def items(self, path: str) -> list[dict]:
+        self.asked.append(("GET", path))
+        return self.answers[path]
+
+    def call(self, method: str, path: str) -> None:
+        self.asked.append((method, path))
+
+
+def test_the_service_lists_shares_only_of_those_who_may_no_longer_share(capsys):
+    hub = FakeHub({"/users": [{"name": "ann", "groups": ["bio"]}, {"name": "bo", "groups": []}],
+                   "/share-codes/ann": [], "/share-codes/bo": [], "/shares/bo": [share("")]})
+    sharing.enforce(hub, ("bio",), 86400)
+    assert hub.asked == [("GET", "/users"), ("GET", "/share-codes/ann"), ("GET", "/shares/bo"), ("GET", "/share-codes/bo"),
+                         ("DELETE", "/shares/bo/"), ("DELETE", "/share-codes/bo/")]
+    assert "labhub sharing: ended /shares/bo/: bo may not share (LABHUB_SHARING)" in capsys.readouterr().out

@@ -122,23 +122,6 @@ def test_servers_of_a_burst_start_a_few_at_a_time_and_none_is_refused(monkeypatc
     assert [name for name, _ in started] == ["cy"]
 
 
-def test_the_spawns_progress_events_carry_its_notice_once_the_pre_spawn_hook_set_it(monkeypatch):
-    monkeypatch.setattr(spawner, "NOTICE_POLL_SECONDS", 0.01)
-    starting = spawner.PromptDockerSpawner()
-
-    async def events() -> list[dict]:
-        seen = []
-        async for event in starting.progress():
-            seen.append(event)
-            if len(seen) == 1:
-                starting.notice = "Your home folder is 96 % full"
-            if len(seen) == 2:
-                return seen
-
-    assert asyncio.run(events()) == [{"progress": 50, "message": "Spawning server..."},
-                                     {"message": "Your home folder is 96 % full"}]
-
-
 def render_spawn_page(notice: str) -> str:
     starting = SimpleNamespace(notice=notice, name="", options_form="")
     user = SimpleNamespace(name="ann", admin=False, spawner=starting, server_url=lambda name="": f"/user/ann/{name}")
