@@ -364,7 +364,11 @@ def test_every_flavor_shows_memory_against_the_servers_limit_and_has_git_and_nbd
     metrics = user.server_api("GET", "/metrics/v1").json()
     limit = int(harness.docker("inspect", "-f", "{{.HostConfig.Memory}}", container))
     assert limit > 0 and metrics["limits"]["memory"]["rss"] == limit and metrics["rss"] > 0
-    assert "cpu_percent" in metrics and metrics["limits"]["cpu"]["cpu"] > 0
+    # Its CPU limit in percent, as the CPU use it is compared with (the meter turns red at 90 % of it).
+    quota, period = harness.docker("inspect", "-f", "{{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}}", container).split()
+    cpus = int(quota) / int(period or 100_000)
+    assert cpus > 0 and metrics["limits"]["cpu"]["cpu"] == pytest.approx(cpus * 100)
+    assert metrics["limits"]["cpu"]["warn"] == (metrics["cpu_percent"] > 0.9 * cpus * 100)
     log = harness.docker("logs", container)
     for extension in ("jupyter_resource_usage", "jupyterlab_git", "nbdime"):
         assert f"{extension} | extension was successfully loaded" in log, log[-3000:]
