@@ -304,6 +304,8 @@ class Settings:
                                           _Reader.sharing)
     share_link_seconds: int = _row("86400", "seconds an invitation link to a shared server lasts at most",
                                    _Reader.number, 60, 365 * 86400)
+    collaboration: bool = _row("false", "true: JupyterLab's real-time collaboration, everyone in a server editing the same "
+                               "documents at once (README, Working together)", _Reader.flag)
     gpus: str = _row("auto", "GPUs for servers: " + ", ".join(GPU_MODES), _Reader.choice, GPU_MODES, "GPU mode")
     gpus_per_server: str = _row("all", "all: every server sees all GPUs; N: each GPU-flavor server gets N of its own",
                                 _Reader.gpu_count)

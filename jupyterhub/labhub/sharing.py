@@ -74,6 +74,9 @@ def configure(c, ctx: "HubContext") -> None:
     # The home page (templates/home.html) makes links that last as long as they may.
     hooks.merge(c, "template_vars", {"labhub_share_link_seconds": s.share_link_seconds,
                                      "labhub_share_link_lifetime": lifetime(s.share_link_seconds)}, section="JupyterHub")
+    # jupyter-collaboration (in LabHub's images) edits together unless told not to: its documented switch.
+    if not s.collaboration:
+        hooks.merge(c, "args", ["--YDocExtension.disable_rtc=True"], section="Spawner")
     hooks.merge(c, "load_roles", roles + [{
         "name": SERVICE, "services": [SERVICE],
         "scopes": ["list:users", "read:users:name", "read:users:groups", "read:shares", "shares"]}], section="JupyterHub")

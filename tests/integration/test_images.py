@@ -48,6 +48,9 @@ def test_each_flavor_spawns_and_passes_its_smoke_notebooks(stack, admin, title):
     try:
         for notebook in FLAVORS[title]:
             run_notebook(stack, admin, notebook)
+        # Real-time collaboration is there to turn on (LABHUB_COLLABORATION): a notebook's room opens.
+        r = admin.server_api("PUT", f"/collaboration/session/{FLAVORS[title][0]}", json={"format": "json", "type": "notebook"})
+        assert r.status_code in (200, 201) and r.json()["fileId"], r.text
     finally:
         admin.stop_server()
 

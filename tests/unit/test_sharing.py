@@ -54,6 +54,11 @@ def test_the_sharing_service_and_the_idle_culler_both_run_with_their_own_roles()
     assert role["services"] == ["sharing"] and "admin:users" not in role["scopes"] and "access:servers" not in role["scopes"]
 
 
+def test_servers_edit_together_only_with_collaboration_on():
+    assert configured().Spawner.args == ["--YDocExtension.disable_rtc=True"]
+    assert "args" not in configured(collaboration="true").Spawner
+
+
 @pytest.mark.parametrize("setting, groups, expected", [
     ("on", [], True), ("off", ["bio"], False), (("bio", "imaging"), ["imaging"], True), (("bio",), ["chem"], False)])
 def test_may_share(setting, groups, expected):
