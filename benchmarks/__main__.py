@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # har
 
 import harness  # noqa: E402
 from . import measure  # noqa: E402
-from .setups import SETUPS, LabHubHomes, LabHubQuotas, LabHubSwarm  # noqa: E402
+from .setups import SETUPS, LabHub, LabHubCollaboration, LabHubHomes, LabHubQuotas, LabHubSwarm  # noqa: E402
 
 MB = 2**20
 
@@ -222,6 +222,18 @@ def quota_lines(results: dict) -> list[str]:
     return lines
 
 
+def collaboration_lines(results: dict) -> list[str]:
+    """Real-time collaboration's cost: LabHub with it on against LabHub's default (installed, off)."""
+    off, on = results.get(LabHub.name), results.get(LabHubCollaboration.name)
+    if not (off and on and "warm_spawn" in off):
+        return []
+    figures = (("warm spawn p50", "s", lambda f: f["warm_spawn"]["p50"]),
+               ("server start's CPU p50", "s", lambda f: f["server_start"]["cpu_seconds"]["p50"]),
+               ("idle server RSS p50", "MiB", lambda f: f["memory"]["idle_user"]["p50"] / 2**20))
+    return [f"collaboration, {label}: {get(on):.2f} {unit} on, {get(off):.2f} off: {get(on) / get(off):.2f}x (target <= 1.10x)"
+            for label, unit, get in figures]
+
+
 def machine() -> dict:
     info = json.loads(harness.docker("info", "--format", "{{json .}}"))
     return {"cpus": os.cpu_count(), "memory_gib": round(info["MemTotal"] / 2**30, 1),
@@ -284,7 +296,7 @@ def main(argv=None) -> int:
     print(f"\n{m['cpus']} CPUs, {m['memory_gib']} GiB, Docker {m['docker']}, load {m['load_average_at_start'][0]:.2f} "
           f"at start; {what}\n")
     print(table(report["results"], args.users))
-    for line in quota_lines(report["results"]):
+    for line in quota_lines(report["results"]) + collaboration_lines(report["results"]):
         print(line)
     for name, figures in report["results"].items():
         if "burst" in figures:

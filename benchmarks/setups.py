@@ -124,6 +124,21 @@ class Reference(Setup):
         return "labhub-bench/reference-lab:latest"  # built by `up`
 
 
+class LabHubCollaboration(LabHub):
+    """LabHub with LABHUB_COLLABORATION=true: every server edits together (jupyter-collaboration)."""
+    name = "LabHub with collaboration"
+    measures_hub_start = False
+
+    def __init__(self):
+        super().__init__()
+        self.deployment = harness.Deployment("labhubbenchcollab")
+        self.deployment.base_settings["collaboration"] = "true"  # kept by every later .env
+
+    def up(self) -> None:
+        self.deployment.set_env()
+        super().up()
+
+
 class LabHubSwarm(LabHub):
     """LabHub in swarm mode (README, More than one machine) on a two-node swarm of engine
     containers (tests/swarm.py): node1 the manager, where the hub runs, node2 a worker; homes on
@@ -187,4 +202,5 @@ class LabHubQuotas(LabHubHomes):
     quota = "20G"
 
 
-SETUPS = {"labhub": LabHub, "reference": Reference, "swarm": LabHubSwarm, "homes": LabHubHomes, "quotas": LabHubQuotas}
+SETUPS = {"labhub": LabHub, "reference": Reference, "collaboration": LabHubCollaboration, "swarm": LabHubSwarm,
+          "homes": LabHubHomes, "quotas": LabHubQuotas}
