@@ -66,23 +66,23 @@ def test_collaboration_is_off_by_default(stack, admin):
 
 def test_owner_and_guest_edit_one_notebook_together_and_revoking_cuts_the_guest_off(stack, admin, new_page, artifacts):
     with stack.configured(collaboration="true"):
-        vera = harness.native_user(stack, admin, "vera")
-        harness.native_user(stack, admin, "wes")
-        vera.start_server()
+        ottilie = harness.native_user(stack, admin, "ottilie")
+        harness.native_user(stack, admin, "piet")
+        ottilie.start_server()
         try:
-            r = vera.server_api("PUT", f"/contents/{NOTEBOOK}", json={"type": "notebook", "content": EMPTY_NOTEBOOK})
+            r = ottilie.server_api("PUT", f"/contents/{NOTEBOOK}", json={"type": "notebook", "content": EMPTY_NOTEBOOK})
             assert r.status_code in (200, 201), r.text
-            r = vera.api("POST", "/shares/vera/", json={"user": "wes"})
+            r = ottilie.api("POST", "/shares/ottilie/", json={"user": "piet"})
             assert r.status_code in (200, 201), r.text
 
             owner = new_page()
-            log_in(owner, "vera", PASSWORD)
-            open_notebook(owner, "vera")
+            log_in(owner, "ottilie", PASSWORD)
+            open_notebook(owner, "ottilie")
             guest = new_page()
             rooms = []
             guest.on("websocket", lambda ws: ROOM in ws.url and rooms.append(ws))
-            log_in(guest, "wes", PASSWORD)
-            open_notebook(guest, "vera")
+            log_in(guest, "piet", PASSWORD)
+            open_notebook(guest, "ottilie")
             assert [ws for ws in rooms if not ws.is_closed()], "the guest's notebook has no live room connection"
 
             # He adds a second cell; then they type at once, a key each in turn, she in the first
@@ -93,7 +93,7 @@ def test_owner_and_guest_edit_one_notebook_together_and_revoking_cuts_the_guest_
             wait_for_cells(owner, ["", ""])
             type_in_cell(owner, 0, "")
             type_in_cell(guest, 1, "")
-            both = ["a = 'from vera'", "b = 'from wes'"]
+            both = ["a = 'from ottilie'", "b = 'from piet'"]
             for hers, his in itertools.zip_longest(*both, fillvalue=""):
                 owner.keyboard.type(hers)
                 guest.keyboard.type(his)
@@ -104,7 +104,7 @@ def test_owner_and_guest_edit_one_notebook_together_and_revoking_cuts_the_guest_
 
             # Saved by the server (a second after the last change), both edits once.
             deadline = time.monotonic() + 30
-            while (sources := saved_sources(vera)) != both:
+            while (sources := saved_sources(ottilie)) != both:
                 assert time.monotonic() < deadline, f"the saved notebook's cells: {sources!r}"
                 time.sleep(0.5)
             rooms.clear()  # (a reload ends the page's connections, and Chromium may not say so)
@@ -112,15 +112,15 @@ def test_owner_and_guest_edit_one_notebook_together_and_revoking_cuts_the_guest_
                 page.reload()
                 page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
                 wait_for_cells(page, both)
-            assert saved_sources(vera) == both
+            assert saved_sources(ottilie) == both
 
-            r = vera.api("DELETE", "/shares/vera/")
+            r = ottilie.api("DELETE", "/shares/ottilie/")
             assert r.status_code == 204, r.text
             revoked = time.monotonic()
             # Closed, and any connection his page opens again refused.
             while True:
                 open_rooms = [ws.url for ws in rooms if not ws.is_closed()]
-                status = guest.evaluate("async () => (await fetch('/user/vera/api/contents', {redirect: 'manual'})).status")
+                status = guest.evaluate("async () => (await fetch('/user/ottilie/api/contents', {redirect: 'manual'})).status")
                 if not open_rooms and status != 200:
                     break
                 assert time.monotonic() - revoked < 30, f"30 s after the revoke: {open_rooms} open, his API call answered {status}"
@@ -133,6 +133,6 @@ def test_owner_and_guest_edit_one_notebook_together_and_revoking_cuts_the_guest_
             type_in_cell(guest, 1, "  # after the revoke")
             owner.wait_for_timeout(5_000)
             wait_for_cells(owner, both, timeout=1)
-            assert saved_sources(vera) == both
+            assert saved_sources(ottilie) == both
         finally:
-            vera.stop_server()
+            ottilie.stop_server()
