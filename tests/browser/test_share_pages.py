@@ -3,6 +3,7 @@ shares her server with a colleague, who opens it from his home page and works in
 the share, and his way in closes."""
 
 import time
+from urllib.parse import quote
 
 import harness
 from conftest import goto, log_in
@@ -64,3 +65,27 @@ def test_an_owner_shares_from_her_home_page_the_guest_opens_it_from_his_and_revo
         assert guest.locator("#labhub-shared-with-me").is_hidden()
     finally:
         tess.stop_server()
+
+
+def test_a_hostile_users_name_is_shown_as_text_on_both_sides_of_a_share(stack, admin, new_page):
+    """A name that is markup where a page writes it as HTML, on the owner's list of shares and on the
+    guest-side list of servers shared with you (native sign-up refuses spaces and slashes, so no
+    attribute can carry a script; the markup itself is the proof)."""
+    hostile = 'x"><labhub-injected>'
+    mallory = harness.native_user(stack, admin, hostile)
+    harness.native_user(stack, admin, "nia")
+    mallory.start_server()
+    try:
+        r = mallory.api("POST", f"/shares/{quote(hostile, safe='')}/", json={"user": "nia"})
+        assert r.status_code in (200, 201), r.text
+        nia = new_page()
+        log_in(nia, "nia", PASSWORD)
+        goto(nia, "/hub/home")
+        nia.locator("#labhub-shared-with-me li", has_text=f"{hostile}'s default server").wait_for()
+        row = nia.locator('#labhub-shares tr[data-server=""]')
+        row.locator("input[name=with]").fill(hostile)
+        row.locator("form.labhub-share button").click()
+        row.locator(".labhub-shared-with .labhub-share", has_text=hostile).wait_for()
+        assert nia.locator("labhub-injected").count() == 0
+    finally:
+        mallory.stop_server()
