@@ -36,7 +36,4 @@ def stack():
 
 @pytest.fixture
 def admin(stack) -> harness.HubClient:
-    client = harness.HubClient(stack)
-    response = client.login("admin", stack.admin_password())
-    assert response.status_code == 200 and "/hub/login" not in response.url, response.text[:500]
-    return client
+    return harness.logged_in_admin(stack)

@@ -105,14 +105,16 @@ class Deployment:
         return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env else []), check=check)
 
     def set_env(self, **settings) -> None:
-        """Writes .env (LABHUB_<NAME>=value for each keyword), as an admin would; no keywords and
+        """Writes .env (LABHUB_<NAME>=value for each keyword; an upper-case one as it is, e.g.
+        COMPOSE_PROFILES), as an admin would; no keywords and
         the default ports: no .env at all, as on a fresh clone."""
         settings = {**self.base_settings, **settings}
         env = (self.dir / self.compose_file).parent / ".env"  # where compose reads it
         if not settings:
             env.unlink(missing_ok=True)
             return
-        env.write_text("".join(f"LABHUB_{name.upper()}={value}\n" for name, value in settings.items()))
+        env.write_text("".join(f"{name if name.isupper() else 'LABHUB_' + name.upper()}={value}\n"
+                               for name, value in settings.items()))
 
     @contextlib.contextmanager
     def configured(self, **settings):
@@ -220,6 +222,14 @@ class Watch(threading.Thread):
         if down_since is not None:
             longest = max(longest, self.looks[-1][0] - down_since)
         return longest
+
+
+def logged_in_admin(deployment: "Deployment") -> "HubClient":
+    """The admin `admin` of a deployment, logged in with its first password (secret/admin-passwords/)."""
+    client = HubClient(deployment)
+    landed = client.login("admin", deployment.admin_password())
+    assert landed.status_code == 200 and "/hub/login" not in landed.url, landed.text[:500]
+    return client
 
 
 def native_user(deployment: "Deployment", admin: "HubClient", user: str, password: str = "Lab-Notebook-2026") -> "HubClient":

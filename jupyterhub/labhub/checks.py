@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from . import auth, images, probe, quota, resources, settings, siteconfig, swarm
+from . import auth, images, monitoring, probe, quota, resources, settings, siteconfig, swarm
 from .context import EngineFacts
 from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError, fail
 from .stack import Stack
@@ -100,6 +100,8 @@ def config(environ, secret_dir: Path) -> tuple[Settings | None, list[str]]:
     s, problems = load_settings(environ)
     if s:
         problems += _collected(auth.check, s, secret_dir, environ)
+        if monitoring.enabled(environ):
+            problems += monitoring.problems(s, secret_dir)
     return s, problems
 
 

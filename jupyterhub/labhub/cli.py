@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import auth, certs, checks, proxy, settings
+from . import auth, certs, checks, monitoring, proxy, settings
 from .settings import SECRET_DIR, SITE_DIR, SettingError
 from .terminal import printable
 
@@ -33,6 +33,10 @@ def setup(_args) -> None:
         for admin in auth.ensure_admin_passwords(SECRET_DIR, s.admin_users):
             print(f"labhub setup: first password of admin {admin!r} is in secret/{auth.ADMIN_PASSWORDS}/{admin}")
     print(f"labhub setup: login method {s.auth}")
+    if monitoring.enabled(os.environ):
+        monitoring.write_config(s, SECRET_DIR)
+        for line in monitoring.warnings(s):
+            print(f"labhub setup: warning: {line}")
     # Last, so that a refusal above stays the one line in the log.
     for problem in checks.secret_permissions(SECRET_DIR):
         print(f"labhub setup: warning: {problem}")
@@ -41,6 +45,12 @@ def setup(_args) -> None:
 def proxy_config(_args) -> None:
     """Long-lived compose service: publishes Traefik's configuration and certificate."""
     proxy.watch(SECRET_DIR, proxy.REVERSE_PROXY_DIR, proxy.PUBLISHED_DIR, settings.load())
+
+
+def run_exporter(_args) -> None:
+    """Long-lived compose service (COMPOSE_PROFILES=monitoring): LabHub's metrics for Prometheus."""
+    from . import exporter
+    exporter.main()
 
 
 def _engine():
@@ -62,13 +72,18 @@ def check(_args) -> None:
         facts = probe.engine_facts(engine, lab, s)
         problems += checks.probed_engine_problems(engine, lab, s, facts) + checks.port_problems(engine, lab, s) + \
             checks.user_host_problems(engine, lab, s) + checks.acme_problems(engine, lab, s)
-        warnings = checks.disk_warnings(facts, s)
+        warnings = checks.disk_warnings(facts, s) + (monitoring.warnings(s) if monitoring.enabled(os.environ) else [])
     for problem in problems:
         print(problem)
     for warning in warnings:  # risks, not faults: they do not fail the check
         print(f"warning: {warning}")
     print(f"labhub check: {len(problems)} problem(s)" if problems else "labhub check: no problems found")
     raise SystemExit(1 if problems else 0)
+
+
+def alert_test(_args) -> None:
+    engine, lab = _engine()
+    print(f"labhub alert-test: {monitoring.send_test_alert(engine, lab, settings.load())}")
 
 
 def _in_site(path: str) -> Path:
@@ -182,9 +197,12 @@ def main(argv=None) -> None:
 
     command("setup", setup, "check settings, make the certificate and admin passwords (compose runs it)")
     command("proxy-config", proxy_config, "publish Traefik's configuration and certificate, and keep them current (compose runs it)")
+    command("exporter", run_exporter, "serve the user servers' and homes' metrics to Prometheus (compose runs it "
+                                  "with COMPOSE_PROFILES=monitoring)")
     command("check", check, "find everything wrong before a start: one line per problem with its fix",
             "Checks settings, logins, certificates, secret/ permissions, the admin's config copies, host "
             "folders, GPUs, user images and host ports. Exits 1 if anything is wrong.")
+    command("alert-test", alert_test, "send a test alert through Alertmanager to the alert receivers (README, Monitoring)")
     sub = command("backup", do_backup, "back up the hub database, secrets, site files and every home into one archive",
                   "Writes backups/labhub-<project>-<date>.tar: the hub database (a consistent copy, the hub may "
                   "keep running), cookie secret, .env, secret/, the admin's config copies, every user's home, "

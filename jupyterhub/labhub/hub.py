@@ -15,8 +15,8 @@ from pathlib import Path
 
 import docker
 
-from . import (auth, bootstrap, certs, checks, chp, containers, gpu, guard, images, network, probe, resources,
-               settings, sharing, spawner, stack, storage)
+from . import (auth, bootstrap, certs, checks, chp, containers, gpu, guard, images, monitoring, network, probe,
+               resources, settings, sharing, spawner, stack, storage)
 from .context import HubContext
 from .settings import CONTEXT_DIR, DATA_DIR, DATABASE, SECRET_DIR, Settings
 from .siteconfig import FORMER_COPY, load_site_files, run_former_copy
@@ -38,6 +38,7 @@ STEPS = (
     resources.configure,  # idle servers stopped after LABHUB_IDLE_TIMEOUT
     sharing.configure,  # who may share their servers (LABHUB_SHARING); invitation links that expire
     bootstrap.configure,  # first-login content from bootstrap.sh
+    monitoring.configure,  # COMPOSE_PROFILES=monitoring: the hub's metrics for Prometheus, the admins' page
 )
 
 

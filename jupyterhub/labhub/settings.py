@@ -30,11 +30,15 @@ ACME_CHALLENGES = ("http-01", "tls-alpn-01", "dns-01")
 # which the admin puts in secret/acme-dns.env, given to Traefik alone (docker-compose.yml).
 LEGO_DNS_PROVIDERS = "https://go-acme.github.io/lego/dns/"
 ACME_DNS_ENV = "acme-dns.env"
+# Monitoring: Prometheus keeps metrics for MONITORING_RETENTION but never more than this.
+MONITORING_MAX_SIZE = "2GB"
+SMTP_PASSWORD = "smtp-password"
 AUTH_METHODS = ("native", "shared-password", "github", "oidc", "ldap")
 USER_ID_MODES = ("shared", "per-user")
 GPU_MODES = ("auto", "on", "off")
 LDAP_TLS_MODES = ("starttls", "ldaps", "none")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -177,6 +181,31 @@ class _Reader:
         """A size, or none: quotas on, but only those set per user or group."""
         return "none" if self.raw[name].lower() == "none" else self.size(name)
 
+    def duration(self, name: str) -> str:
+        """A span as Prometheus writes it: a number and one of h, d, w, y."""
+        value = self.raw[name].lower()
+        if not re.fullmatch(r"[1-9][0-9]*[hdwy]", value):
+            raise fail(name, f"{self.raw[name]!r} is not a duration", "write e.g. 30d, 12w or 1y")
+        return value
+
+    def email(self, name: str) -> str:
+        value = self.raw[name]
+        if value and not _EMAIL.fullmatch(value):
+            raise fail(name, f"{value!r} is not an e-mail address", "write e.g. lab-admin@example.edu")
+        return value
+
+    def emails(self, name: str) -> tuple[str, ...]:
+        bad = [a for a in self.items(name) if not _EMAIL.fullmatch(a)]
+        if bad:
+            raise fail(name, f"{bad[0]!r} is not an e-mail address", "write addresses separated by commas")
+        return self.items(name)
+
+    def host_port(self, name: str) -> str:
+        value = self.raw[name].lower()
+        if value and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[1-9][0-9]{0,4}", value):
+            raise fail(name, f"{self.raw[name]!r} is not host:port", "write e.g. smtp.example.edu:587")
+        return value
+
     def cpus(self, name: str) -> float | None:
         value = self.raw[name]
         if not value:
@@ -316,6 +345,19 @@ class Settings:
                                         "and no swarm node; auto: true with SWARM, else false", _Reader.flag_or_auto)
     user_subnets: ipaddress.IPv4Network = _row("10.213.0.0/16", "IPv4 range the servers' own networks are cut from (a /29 each, a /28 with SWARM)",
                                                _Reader.subnet, 28)
+    monitoring_retention: str = _row("30d", "monitoring (COMPOSE_PROFILES=monitoring, README: Monitoring): how long "
+                                             f"Prometheus keeps metrics, e.g. 15d or 12w; at most {MONITORING_MAX_SIZE} "
+                                             "of disk whatever this says", _Reader.duration)
+    alert_webhook: str = _row("", "monitoring: a URL that receives each alert as JSON (Alertmanager's webhook; chat "
+                                  "tools take those)", _Reader.url)
+    alert_email: tuple[str, ...] = _row("", "monitoring: comma-separated e-mail addresses that receive alerts (needs "
+                                            "SMTP_SERVER and SMTP_FROM)", _Reader.emails)
+    smtp_server: str = _row("", "mail server for alert e-mails, host:port, e.g. smtp.example.edu:587", _Reader.host_port)
+    smtp_from: str = _row("", "sender address of alert e-mails", _Reader.email)
+    smtp_user: str = _row("", f"login at the mail server, its password in secret/{SMTP_PASSWORD}; empty: none",
+                          _Reader.text)
+    smtp_starttls: bool = _row("true", "false: send alert e-mails unencrypted (only to a mail server on the lab's "
+                                       "own network)", _Reader.flag)
     swarm: bool = _row("false", "true: servers run as Docker Swarm services on the swarm's nodes; the hub's engine must be a manager (README, More than one machine)",
                        _Reader.flag)
 
@@ -399,6 +441,9 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         raise fail("HOME_QUOTA", "homes are Docker volumes, which Docker cannot limit in size",
                    "set LABHUB_HOME_ROOT to a folder on XFS (prjquota) or btrfs for homes (README, Disk and quotas), "
                    "or leave it empty")
+    if s.alert_email and not (s.smtp_server and s.smtp_from):
+        raise fail("ALERT_EMAIL", "alert e-mails need a mail server and a sender",
+                   "set LABHUB_SMTP_SERVER (host:port) and LABHUB_SMTP_FROM too, or leave it empty")
     if s.sudo_users and s.user_ids == "per-user":
         raise fail("SUDO_USERS", "sudo needs the image's own user (per-user ids have no account in the image)",
                    "leave it empty, or set LABHUB_USER_IDS=shared")

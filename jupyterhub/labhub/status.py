@@ -40,7 +40,7 @@ def _cpu_percent(stats: dict) -> float:
     return 100.0 * used / system * cpus if system > 0 else 0.0
 
 
-def _gpus(container) -> str:
+def held_gpus(container) -> str:
     if ASSIGNED_LABEL in container.labels:
         return container.labels[ASSIGNED_LABEL]
     requests = container.attrs["HostConfig"].get("DeviceRequests") or []
@@ -52,7 +52,7 @@ def _environment(variables) -> dict[str, str]:
     return dict(v.partition("=")[::2] for v in variables or [])
 
 
-def _owner(container, prefix: str) -> tuple[str, str]:
+def server_owner(container, prefix: str) -> tuple[str, str]:
     """The user and server name of a server's container. DockerSpawner (14.0) labels neither; it
     names the container {prefix}-{escaped user}--{escaped, lowercased server name}, and JupyterHub
     gives every server both names in its environment. Without those, the name is unescaped."""
@@ -64,13 +64,13 @@ def _owner(container, prefix: str) -> tuple[str, str]:
 
 
 def _server(container, prefix: str) -> Server:
-    user, name = _owner(container, prefix)
+    user, name = server_owner(container, prefix)
     stats = container.stats(stream=False)  # one sample, against the engine's previous one
     memory = stats.get("memory_stats", {})
     started = datetime.datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
     return Server(user=user, name=name, image=(container.image.tags or [container.image.short_id])[0],
                   started=started, cpu_percent=_cpu_percent(stats), memory=memory.get("usage", 0),
-                  memory_limit=memory.get("limit", 0), gpus=_gpus(container))
+                  memory_limit=memory.get("limit", 0), gpus=held_gpus(container))
 
 
 def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Server:

@@ -56,9 +56,7 @@ def lab(artifacts):
 
 @pytest.fixture(scope="module")
 def admin(lab) -> harness.HubClient:
-    client = harness.HubClient(lab)
-    assert "/hub/login" not in client.login("admin", lab.admin_password()).url
-    return client
+    return harness.logged_in_admin(lab)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,177 @@
+"""LabHub's Prometheus exporter (`labhub exporter`, the monitoring-exporter service, README:
+Monitoring): what no packaged exporter gives about user servers on Docker.
+
+Per server: CPU time, memory against its limit, processes killed for memory, starts, GPUs held,
+last activity, image and node. Per home: use against its quota. In swarm mode: each node's state.
+It reads the engine (its socket) and the hub's database (read-only) and serves only on the
+monitoring network; user servers get nothing from it.
+"""
+
+import logging
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import docker
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from . import settings, status, swarm
+from .settings import DATABASE, Settings
+from .stack import Stack, own
+
+log = logging.getLogger("labhub.exporter")
+PORT = 9101
+HOMES_EVERY = 300  # seconds between measurements of the homes (du over every home is slow)
+SERVER = ("user", "server")
+
+# Its own registry: the default one has the metrics of whatever this imports (JupyterHub's own,
+# through DockerSpawner), which the hub serves itself.
+REGISTRY = CollectorRegistry()
+OOM_KILLS = Counter("labhub_server_oom_kills", "Processes of the server the kernel killed for memory", SERVER,
+                    registry=REGISTRY)
+STARTS = Counter("labhub_server_starts", "Times the server's container started", SERVER, registry=REGISTRY)
+
+
+def memory_used(stats: dict) -> int:
+    """Memory in use as `docker stats` counts it: without the page cache the kernel can drop."""
+    memory = stats.get("memory_stats", {})
+    extra = memory.get("stats", {})
+    return max(0, memory.get("usage", 0) - extra.get("inactive_file", extra.get("total_inactive_file", 0)))
+
+
+def last_activity(database) -> dict[tuple[str, str], float]:
+    """(user, server) -> the hub's last activity of that server (unix time), from its database."""
+    if not database.exists():
+        return {}
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT users.name, spawners.name, spawners.last_activity FROM spawners "
+                          "JOIN users ON users.id = spawners.user_id WHERE spawners.last_activity IS NOT NULL").fetchall()
+    return {(user, server or ""): datetime.fromisoformat(when).replace(tzinfo=timezone.utc).timestamp()
+            for user, server, when in rows}
+
+
+def gpu_count(gpus: str) -> float:
+    """GPUs a server holds, from labhub.status's form: "0,2" -> 2, "all" -> NaN (every GPU, however many)."""
+    if gpus == "all":
+        return float("nan")
+    return float(len([g for g in gpus.split(",") if g]))
+
+
+class Collector:
+    """Reads the engine at each scrape (a sample of every server's container at once), and the
+    homes every HOMES_EVERY seconds in the background."""
+
+    def __init__(self, engine: docker.DockerClient, stack: Stack, s: Settings):
+        self.engine, self.stack, self.s = engine, stack, s
+        self.prefix = f"{stack.container_prefix}-"
+        self.homes: list[status.Home] = []
+        self.homes_measured = 0.0
+
+    def measure_homes(self) -> None:
+        while True:
+            try:
+                self.homes, self.homes_measured = status.homes(self.engine, self.stack, self.s), time.time()
+            except Exception:  # the next round tries again; the measured time tells how old they are
+                log.exception("measuring the homes")
+            time.sleep(HOMES_EVERY)
+
+    def watch_events(self) -> None:
+        """Counts OOM kills and starts of servers' containers as the engine reports them."""
+        filters = {"type": "container", "event": ["oom", "start"]}
+        while True:
+            try:
+                for event in self.engine.events(decode=True, filters=filters):
+                    name = event.get("Actor", {}).get("Attributes", {}).get("name", "")
+                    if not name.startswith(self.prefix):
+                        continue
+                    try:
+                        owner = status.server_owner(self.engine.containers.get(event["id"]), self.prefix)
+                    except docker.errors.NotFound:
+                        continue
+                    (OOM_KILLS if event["status"] == "oom" else STARTS).labels(*owner).inc()
+            except Exception as e:  # the engine restarted, say: watch again
+                log.warning("watching the engine's events: %s", e)
+                time.sleep(5)
+
+    def _sample(self, container) -> tuple[status.Server, float]:
+        """One server's use now, and the CPU time it used (status.Server has a percent instead)."""
+        user, name = status.server_owner(container, self.prefix)
+        stats = container.stats(stream=False, one_shot=True)
+        server = status.Server(user=user, name=name, image=container.attrs["Config"]["Image"],
+                               started=datetime.now(timezone.utc), cpu_percent=None, memory=memory_used(stats),
+                               memory_limit=container.attrs["HostConfig"].get("Memory") or 0,
+                               gpus=status.held_gpus(container))
+        return server, stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+
+    def collect(self):
+        info = GaugeMetricFamily("labhub_server_info", "A running user server: its image and node", labels=[*SERVER, "image", "node"])
+        cpu = GaugeMetricFamily("labhub_server_cpu_seconds_total", "CPU time the server used", labels=SERVER)
+        memory = GaugeMetricFamily("labhub_server_memory_bytes", "Memory the server uses (no droppable cache)", labels=SERVER)
+        limit = GaugeMetricFamily("labhub_server_memory_limit_bytes", "The server's memory limit", labels=SERVER)
+        gpus = GaugeMetricFamily("labhub_server_gpus", "GPUs the server holds (NaN: all of the node's)", labels=SERVER)
+        held = GaugeMetricFamily("labhub_server_gpu_info", "A GPU a server holds", labels=[*SERVER, "gpu"])
+        activity = GaugeMetricFamily("labhub_server_last_activity_timestamp_seconds",
+                                     "When the hub last saw activity in the server", labels=SERVER)
+        seen = last_activity(DATABASE)
+        for server, cpu_seconds in self._running():
+            owner = (server.user, server.name)
+            info.add_metric([*owner, server.image, server.node], 1)
+            if server.memory is not None:
+                memory.add_metric(owner, server.memory)
+                cpu.add_metric(owner, cpu_seconds)
+            limit.add_metric(owner, server.memory_limit)
+            gpus.add_metric(owner, gpu_count(server.gpus))
+            for gpu in server.gpus.split(","):
+                if gpu:
+                    held.add_metric([*owner, gpu], 1)
+            if owner in seen:
+                activity.add_metric(owner, seen[owner])
+            # Counted from zero while the server runs, so that its first kill is an increase.
+            OOM_KILLS.labels(*owner)
+            STARTS.labels(*owner)
+        yield from (info, cpu, memory, limit, gpus, held, activity)
+        yield from self._homes()
+        if self.s.swarm:
+            nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])
+            for node in swarm.nodes(self.engine):
+                nodes.add_metric([node.hostname, node.role], 1 if node.state == "ready" else 0)
+            yield nodes
+
+    def _running(self) -> list[tuple[status.Server, float]]:
+        """The running servers with their use and CPU time (None in swarm mode: a node's engine
+        alone samples its containers)."""
+        if self.s.swarm:
+            return [(server, None) for server in status.servers(self.engine, self.stack, swarm_mode=True)]
+        containers = [c for c in self.engine.containers.list(filters={"name": f"^{self.prefix}"})
+                      if c.name.startswith(self.prefix)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(self._sample, containers))
+
+    def _homes(self):
+        used = GaugeMetricFamily("labhub_home_used_bytes", "Disk the user's home takes", labels=["user"])
+        quota = GaugeMetricFamily("labhub_home_quota_bytes", "The home's quota (0: none)", labels=["user"])
+        enforced = GaugeMetricFamily("labhub_home_quota_enforced", "1: the file system holds the home to its quota",
+                                     labels=["user"])
+        for home in self.homes:
+            used.add_metric([home.user], home.used)
+            quota.add_metric([home.user], home.quota)
+            enforced.add_metric([home.user], 1 if home.enforced else 0)
+        measured = GaugeMetricFamily("labhub_homes_measured_timestamp_seconds", "When the homes were last measured")
+        measured.add_metric([], self.homes_measured)
+        yield from (used, quota, enforced, measured)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s labhub exporter: %(message)s")
+    s = settings.load()
+    engine = docker.from_env()
+    collector = Collector(engine, own(engine), s)
+    REGISTRY.register(collector)
+    for work in (collector.measure_homes, collector.watch_events):
+        threading.Thread(target=work, daemon=True).start()
+    start_http_server(PORT, registry=REGISTRY)
+    log.info("serving metrics on :%d", PORT)
+    threading.Event().wait()

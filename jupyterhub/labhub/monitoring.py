@@ -1,0 +1,144 @@
+"""Monitoring (README, Monitoring): on when COMPOSE_PROFILES (in .env) names `monitoring`, which
+starts the compose services of that profile: Prometheus, Alertmanager, node-exporter, blackbox
+(monitoring/) and LabHub's exporter (labhub.exporter), all on a network of their own that no user
+server joins. Off, nothing of it runs and the hub is as without it.
+
+Here: the hub's part (a `prometheus` service whose token may read the hub's metrics, and the admin
+page, labhub.dashboard, a hub-managed service only admins may open), and what the setup step writes
+for the monitoring services from the settings (the token, Alertmanager's receivers).
+"""
+
+import json
+import os
+import secrets
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import chp, hooks
+from .settings import SMTP_PASSWORD, Settings, SettingError
+
+if TYPE_CHECKING:
+    from .context import HubContext
+
+PROFILE = "monitoring"
+DASHBOARD = "monitoring"  # the admin page's service name: /services/monitoring/
+PROMETHEUS = "prometheus"  # the service whose token Prometheus scrapes the hub with
+TOKEN = "monitoring-token"  # in secret/, made by the setup step
+CONFIG_DIR = Path("/srv/jupyterhub/monitoring-config")  # the monitoring-config volume (setup writes it)
+SITE_MOUNT = "/etc/labhub-monitoring/site"  # where the monitoring services mount it
+DASHBOARD_PORT = 9180
+PROMETHEUS_URL = "http://prometheus:9090"
+ALERTMANAGER_URL = "http://alertmanager:9093"
+
+
+def enabled(environ) -> bool:
+    return PROFILE in {p.strip() for p in environ.get("COMPOSE_PROFILES", "").split(",")}
+
+
+def ensure_token(secret_dir: Path) -> str:
+    path = secret_dir / TOKEN
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def alertmanager_config(s: Settings, smtp_password_file: str) -> dict:
+    """Alertmanager's configuration (JSON is YAML): every alert to the webhook and the addresses
+    the settings name, grouped by alert; with neither, alerts show on the admin page only."""
+    receiver: dict = {"name": "labhub"}
+    if s.alert_webhook:
+        receiver["webhook_configs"] = [{"url": s.alert_webhook, "send_resolved": True}]
+    if s.alert_email:
+        receiver["email_configs"] = [{"to": ", ".join(s.alert_email), "send_resolved": True}]
+    config: dict = {
+        "route": {"receiver": "labhub", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "5m",
+                  "repeat_interval": "12h"},
+        "receivers": [receiver],
+    }
+    if s.smtp_server:
+        config["global"] = {"smtp_smarthost": s.smtp_server, "smtp_from": s.smtp_from,
+                            "smtp_require_tls": s.smtp_starttls}
+        if s.smtp_user:
+            config["global"] |= {"smtp_auth_username": s.smtp_user, "smtp_auth_password_file": smtp_password_file}
+    return config
+
+
+def blackbox_config(s: Settings) -> dict:
+    """blackbox-exporter's probe of the front door: a TLS handshake as browsers make it (Traefik
+    answers only for the host name), with any certificate: judging it is not the probe's job, its
+    expiry is (an alert)."""
+    return {"modules": {"front_door": {"prober": "tcp", "timeout": "5s", "tcp": {
+        "tls": True, "tls_config": {"server_name": s.hostname, "insecure_skip_verify": True}}}}}
+
+
+def problems(s: Settings, secret_dir: Path) -> list[str]:
+    """What the monitoring cannot run with (checked by the setup step and `labhub check`)."""
+    if s.smtp_user and not (secret_dir / SMTP_PASSWORD).is_file():
+        return [f"LABHUB_SMTP_USER: its password is missing; put it in secret/{SMTP_PASSWORD} (mode 600)"]
+    return []
+
+
+def warnings(s: Settings) -> list[str]:
+    """Risks of the monitoring's settings, not faults (the setup step and `labhub check` say them)."""
+    if not (s.alert_webhook or s.alert_email):
+        return ["monitoring: no alert receiver (LABHUB_ALERT_WEBHOOK or LABHUB_ALERT_EMAIL), so alerts show on the "
+                "admin page only; set one and try it with ./labhub alert-test"]
+    return []
+
+
+def write_config(s: Settings, secret_dir: Path, config_dir: Path = CONFIG_DIR) -> None:
+    """The setup step's part: the token, Alertmanager's and blackbox's configuration in the volume
+    the monitoring services read (as nobody, like them)."""
+    files = {"token": ensure_token(secret_dir) + "\n"}
+    if s.smtp_user:
+        files["smtp-password"] = (secret_dir / SMTP_PASSWORD).read_text()
+    files["alertmanager.yml"] = json.dumps(alertmanager_config(s, f"{SITE_MOUNT}/smtp-password"), indent=1)
+    files["blackbox.yml"] = json.dumps(blackbox_config(s), indent=1)
+    for name, text in files.items():
+        path = config_dir / name
+        path.write_text(text)
+        path.chmod(0o600)
+        os.chown(path, 65534, 65534)
+
+
+TEST_ALERT = "LabHubTest"
+
+
+def send_test_alert(engine, stack, s: Settings) -> str:
+    """`labhub alert-test`: an alert through Alertmanager (amtool in its container, which alone
+    reaches it) to the receivers, as a real one goes; it ends by itself after 10 minutes."""
+    running = stack.service_containers(engine, "alertmanager")
+    if not running:
+        raise SettingError("alert-test: Alertmanager is not running; set COMPOSE_PROFILES=monitoring in .env, then "
+                           "docker compose up -d (README, Monitoring)")
+    end = (datetime.now(timezone.utc) + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    exit_code, out = running[0].exec_run([
+        "amtool", "alert", "add", f"alertname={TEST_ALERT}", "severity=info",
+        "--annotation=summary=A test alert sent by ./labhub alert-test: alerts reach you",
+        "--annotation=action=Nothing: it ends by itself in 10 minutes",
+        f"--end={end}", "--alertmanager.url=http://127.0.0.1:9093"])
+    if exit_code:
+        raise SettingError(f"alert-test: Alertmanager refused the test alert: {out.decode().strip()}")
+    receivers = [name for name, value in (("LABHUB_ALERT_WEBHOOK", s.alert_webhook), ("LABHUB_ALERT_EMAIL", s.alert_email))
+                 if value]
+    if not receivers:
+        return (f"sent {TEST_ALERT} to Alertmanager, but no receiver is set (LABHUB_ALERT_WEBHOOK, LABHUB_ALERT_EMAIL): "
+                "it shows on the admin page only")
+    return f"sent {TEST_ALERT}: it reaches {' and '.join(receivers)} within a minute (Alertmanager groups alerts for 30 s)"
+
+
+def configure(c, ctx: "HubContext") -> None:
+    if not enabled(ctx.environ):
+        return
+    hooks.merge(c, "services", [
+        {"name": PROMETHEUS, "api_token": ensure_token(ctx.secret_dir)},
+        # Served by the hub's container on the compose network, where the proxy reaches it.
+        {"name": DASHBOARD, "url": f"http://{chp.HUB_FRONT}:{DASHBOARD_PORT}", "display": True,
+         "oauth_no_confirm": True, "command": [sys.executable, "-m", "labhub.dashboard"]},
+    ], section="JupyterHub")
+    # The admin page opens for whoever may access the service: admins (and a role an admin gives).
+    hooks.merge(c, "load_roles", [{"name": PROMETHEUS, "services": [PROMETHEUS], "scopes": ["read:metrics"]}],
+                section="JupyterHub")

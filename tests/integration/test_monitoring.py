@@ -1,0 +1,244 @@
+"""Monitoring (COMPOSE_PROFILES=monitoring) on a deployment of its own: a running server's metrics
+reach Prometheus, a process killed for memory is counted, the admins' page plots them in Chromium
+and refuses everyone else, a filled file system fires its alert to a webhook, `./labhub
+alert-test` reaches it too, and no user server reaches any part of the monitoring. (The alert
+rules themselves: monitoring/alerts.test.yml, run here with promtool; the configuration the
+settings make: tests/unit/test_monitoring.py.)"""
+
+import ast
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import websocket
+from playwright.sync_api import sync_playwright
+
+import filesystems
+import harness
+
+MONITORING_SERVICES = {"prometheus": 9090, "alertmanager": 9093, "node-exporter": 9100, "blackbox": 9115,
+                       "monitoring-exporter": 9101}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver, as a chat tool's: keeps every alert Alertmanager posts."""
+
+    def __init__(self, address: str):
+        self.alerts: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(handler):
+                body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+                self.alerts += [{**alert, "receiver_status": body["status"]} for alert in body["alerts"]]
+                handler.send_response(200)
+                handler.end_headers()
+
+            def log_message(handler, *args):
+                pass
+
+        super().__init__((address, 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def wait_for(self, alertname: str, timeout: float, **labels) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for alert in self.alerts:
+                if alert["labels"].get("alertname") == alertname and alert["status"] == "firing" and \
+                        all(alert["labels"].get(k) == v for k, v in labels.items()):
+                    return alert
+            time.sleep(2)
+        raise AssertionError(f"no {alertname} {labels} within {timeout} s; received {self.alerts}")
+
+
+@pytest.fixture(scope="module")
+def disk():
+    """A small file system of the host's, mounted before the monitoring starts (node-exporter sees
+    the host's mounts as they were at its start)."""
+    with filesystems.loop_mounted("monitoring-disk", ["mkfs.ext4", "-q"], size=32 * 2**20) as mount_point:
+        yield mount_point
+
+
+@pytest.fixture(scope="module")
+def lab(disk, artifacts):
+    deployment = harness.Deployment("labhubmon", harness.free_ports())
+    try:
+        # Small servers, so that a kernel can be killed for memory.
+        settings = {"COMPOSE_PROFILES": "monitoring", "mem_limit": "512M"}
+        deployment.set_env(**settings)
+        result = deployment.up(check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + deployment.compose("logs", "--tail", "40", check=False).stdout
+        # The receiver listens where the monitoring network meets the host; a new webhook URL
+        # recreates Alertmanager with it (the setup step writes its configuration).
+        gateway = deployment.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}",
+                                    f"{deployment.project}_monitoring")
+        receiver = Receiver(gateway)
+        deployment.set_env(**settings, alert_webhook=f"http://{gateway}:{receiver.server_address[1]}/alerts")
+        deployment.up()
+        deployment.receiver = receiver
+        yield deployment
+    finally:
+        (artifacts / "monitoring.log").write_text(
+            deployment.compose("--profile", "monitoring", "logs", "--no-color", check=False).stdout)
+        deployment.destroy()
+        if "receiver" in vars(deployment):
+            deployment.receiver.shutdown()
+
+
+def prometheus(lab, query: str) -> list[str]:
+    """The answer of Prometheus to a PromQL query now, a line per series (promtool, in its own
+    container: nothing else reaches it)."""
+    out = lab.compose("exec", "-T", "prometheus", "promtool", "query", "instant", "http://127.0.0.1:9090", query).stdout
+    return [line for line in out.splitlines() if "=>" in line]
+
+
+def wait_for_series(lab, query: str, timeout: float = 90) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while not (found := prometheus(lab, query)):
+        assert time.monotonic() < deadline, f"Prometheus has no {query} after {timeout} s"
+        time.sleep(3)
+    return found
+
+
+@pytest.fixture(scope="module")
+def admin(lab) -> harness.HubClient:
+    return harness.logged_in_admin(lab)
+
+
+@pytest.fixture(scope="module")
+def mona(lab, admin) -> harness.HubClient:
+    user = harness.native_user(lab, admin, "mona")
+    user.start_server()
+    return user
+
+
+def test_alert_rules_and_the_configuration_pass_promtool_and_amtool(lab):
+    rules = harness.run("docker", "run", "--rm", "-v", f"{lab.dir / 'monitoring'}:/rules:ro", "-w", "/rules",
+                        "labhub/monitoring:latest", "promtool", "test", "rules", "alerts.test.yml", check=False)
+    assert rules.returncode == 0, rules.stdout
+    checked = lab.compose("exec", "-T", "prometheus", "promtool", "check", "config",
+                          "/etc/labhub-monitoring/prometheus.yml", check=False)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout
+    checked = lab.compose("exec", "-T", "alertmanager", "amtool", "check-config",
+                          "/etc/labhub-monitoring/site/alertmanager.yml", check=False)
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout
+    # The configuration it runs with has the webhook set after its first start.
+    config = json.loads(lab.compose("exec", "-T", "alertmanager", "cat", "/etc/labhub-monitoring/site/alertmanager.yml").stdout)
+    assert config["receivers"][0]["webhook_configs"][0]["url"].endswith("/alerts")
+
+
+def test_every_target_is_up(lab):
+    deadline = time.monotonic() + 60
+    while True:
+        down = [line for line in prometheus(lab, "up") if not line.split("=>")[1].strip().startswith("1 ")]
+        jobs = {line.split('job="')[1].split('"')[0] for line in prometheus(lab, "up == 1")}
+        if not down and jobs >= {"hub", "node", "labhub", "front-door", "alertmanager", "prometheus"}:
+            break
+        assert time.monotonic() < deadline, f"targets down: {down}; up: {jobs}"
+        time.sleep(3)
+    # The front door's certificate, as users get it: LabHub's own, valid for years.
+    expiry = float(wait_for_series(lab, "probe_ssl_earliest_cert_expiry")[0].split("=>")[1].split()[0])
+    assert expiry - time.time() > 300 * 86400
+
+
+def test_a_running_servers_use_reaches_prometheus(lab, mona):
+    memory = wait_for_series(lab, 'labhub_server_memory_bytes{user="mona"} > 10e6')
+    limit = wait_for_series(lab, 'labhub_server_memory_limit_bytes{user="mona"}')
+    assert float(limit[0].split("=>")[1].split()[0]) == 512 * 2**20, limit
+    wait_for_series(lab, 'labhub_server_cpu_seconds_total{user="mona"} > 0')
+    info = wait_for_series(lab, 'labhub_server_info{user="mona"}')
+    assert 'image="labhub/jupyterlab-base:latest"' in info[0], info
+    wait_for_series(lab, 'labhub_server_last_activity_timestamp_seconds{user="mona"}')
+    wait_for_series(lab, 'jupyterhub_running_servers{job="hub"} >= 1')
+    assert memory
+
+
+def test_a_process_killed_for_memory_is_counted(lab, mona):
+    with pytest.raises((harness.KernelDied, websocket.WebSocketConnectionClosedException)):
+        # Touches every page of 900 MiB in a 512 MiB server: the kernel's process is killed.
+        mona.execute(mona.start_kernel(), "hog = bytearray(900 * 2**20); hog[::4096] = b'x' * len(hog[::4096])",
+                     timeout=120)
+    wait_for_series(lab, 'labhub_server_oom_kills_total{user="mona"} >= 1', timeout=120)
+
+
+def test_the_admin_page_plots_for_admins_and_refuses_others(lab, admin, mona, artifacts):
+    wait_for_series(lab, 'labhub_server_memory_bytes{user="mona"}')
+    # Anyone else: mona (a user) is refused; nobody logged in is sent to log in.
+    refused = mona.http.get(mona.url("/services/monitoring/"), timeout=60)
+    assert refused.status_code == 403, (refused.status_code, refused.url)
+    anonymous = harness.HubClient(lab).http.get(lab.url + "/services/monitoring/", timeout=60)
+    assert "/hub/login" in anonymous.url
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                     args=CHROMIUM_ARGS + ["--ignore-certificate-errors"])
+        try:
+            page = chromium.new_context(viewport={"width": 1300, "height": 900}, base_url=lab.url).new_page()
+            page.goto("/hub/login")
+            page.fill("#username_input", "admin")
+            page.fill("#password_input", lab.admin_password())
+            page.click("#login_submit")
+            page.wait_for_url("**/hub/**")
+            page.goto("/services/monitoring/?span=1h")
+            charts = page.locator("svg.labhub-chart")
+            assert charts.count() == 10
+            memory = page.locator('svg[aria-label="Memory per server"]')
+            assert memory.locator("polyline.series").count() >= 1
+            assert "mona" in memory.text_content()
+            assert page.locator("svg.labhub-chart polyline.series").count() >= 5
+            page.screenshot(path=str(artifacts / "monitoring.png"), full_page=True)
+        finally:
+            chromium.close()
+
+
+def test_a_full_file_system_fires_its_alert_to_the_webhook(lab, disk):
+    filler = disk / "filler"
+    free = os.statvfs(disk)
+    subprocess.run(["fallocate", "-l", str(free.f_bavail * free.f_frsize - 2**20), str(filler)], check=True)
+    free = os.statvfs(disk)
+    assert 1 - free.f_bavail / free.f_blocks > 0.9
+    try:
+        # Scraped every 15 s, full for a minute, then grouped for 30 s by Alertmanager.
+        alert = lab.receiver.wait_for("FileSystemFull", timeout=240, mountpoint=str(disk))
+        assert "% full" in alert["annotations"]["summary"] and alert["annotations"]["action"]
+    finally:
+        filler.unlink()
+
+
+def test_alert_test_command_reaches_the_webhook(lab):
+    result = lab.compose("run", "--rm", "-T", "admin", "alert-test", check=False)  # what ./labhub runs
+    assert result.returncode == 0 and "sent LabHubTest" in result.stdout, result.stdout
+    lab.receiver.wait_for("LabHubTest", timeout=90)
+
+
+def test_no_user_server_reaches_the_monitoring(lab, mona):
+    """By name and at every address each part has: nothing answers a user's server."""
+    targets = []
+    for service, port in MONITORING_SERVICES.items():
+        container = lab.container(service)
+        assert container, f"{service} is not running"
+        assert lab.docker("port", container) == "", f"{service} publishes a port"
+        addresses = lab.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container).split()
+        targets += [(service, port)] + [(address, port) for address in addresses]
+    # The hub's own address on the monitoring network, where Prometheus reads its metrics.
+    hub = lab.docker("inspect", "-f", '{{(index .NetworkSettings.Networks "' + lab.project + '_monitoring").IPAddress}}',
+                     lab.container("hub"))
+    targets.append((hub, 8081))
+    # The control: the hub's API on the server's own network answers the same code.
+    targets.append(("hub", 8081))
+    code = ("import socket\nreached = []\n"
+            f"for host, port in {targets!r}:\n"
+            "    try:\n"
+            "        socket.create_connection((host, port), timeout=3).close()\n"
+            "        reached.append((host, port))\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "reached")
+    assert ast.literal_eval(mona.execute(mona.start_kernel(), code, timeout=180)) == [("hub", 8081)]
+    # Nor does the server get the engine the exporter reads.
+    mounts = lab.docker("inspect", "-f", "{{range .Mounts}}{{.Source}} {{end}}", lab.user_container("mona"))
+    assert "docker.sock" not in mounts

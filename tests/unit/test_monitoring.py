@@ -1,0 +1,180 @@
+"""The monitoring's switch, what the setup step writes from the settings, what the hub adds, and the
+exporter's and the admin page's small decisions (labhub.monitoring, labhub.exporter,
+labhub.dashboard). On the real stack: tests/integration/test_monitoring.py."""
+
+import json
+import math
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from labhub import dashboard, exporter, gpu, monitoring, settings
+from labhub.settings import SettingError
+
+from contexts import hub_context
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(**env):
+    return settings.load({f"LABHUB_{k.upper()}": v for k, v in env.items()})
+
+
+@pytest.mark.parametrize("profiles, on", [("", False), ("monitoring", True), ("admin, monitoring", True),
+                                          ("monitoringx", False)])
+def test_on_only_when_compose_runs_its_profile(profiles, on):
+    assert monitoring.enabled({"COMPOSE_PROFILES": profiles}) is on
+
+
+def test_off_the_hub_has_nothing_of_it(tmp_path):
+    c = Config()
+    monitoring.configure(c, hub_context(secret_dir=tmp_path))
+    assert "services" not in c.JupyterHub and not list(tmp_path.iterdir())
+
+
+def test_on_prometheus_may_read_the_metrics_and_the_page_is_a_service(tmp_path):
+    (tmp_path / monitoring.TOKEN).write_text("secret-token\n")
+    c = Config()
+    monitoring.configure(c, hub_context(secret_dir=tmp_path, environ={"COMPOSE_PROFILES": "monitoring"}))
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["prometheus"] == {"name": "prometheus", "api_token": "secret-token"}
+    assert services["monitoring"]["url"] == "http://hub-front:9180"
+    assert services["monitoring"]["command"][1:] == ["-m", "labhub.dashboard"]
+    assert c.JupyterHub.load_roles == [{"name": "prometheus", "services": ["prometheus"], "scopes": ["read:metrics"]}]
+
+
+def test_setup_writes_token_and_configurations_for_nobody(tmp_path, monkeypatch):
+    secret, site = tmp_path / "secret", tmp_path / "site"
+    secret.mkdir()
+    site.mkdir()
+    owners = []
+    monkeypatch.setattr(monitoring.os, "chown", lambda path, uid, gid: owners.append((Path(path).name, uid, gid)))
+    s = load(alert_webhook="https://chat.example.edu/hooks/x", hostname="lab.example.edu")
+    monitoring.write_config(s, secret, site)
+    token = (secret / monitoring.TOKEN).read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", token) and (secret / monitoring.TOKEN).stat().st_mode & 0o777 == 0o600
+    assert (site / "token").read_text().strip() == token
+    assert sorted(owners) == [(name, 65534, 65534) for name in ("alertmanager.yml", "blackbox.yml", "token")]
+    assert all((site / name).stat().st_mode & 0o777 == 0o600 for name, _, _ in owners)
+    blackbox = json.loads((site / "blackbox.yml").read_text())
+    assert blackbox["modules"]["front_door"]["tcp"]["tls_config"]["server_name"] == "lab.example.edu"
+    # Again: the same token (the hub has it), new configurations.
+    monitoring.write_config(load(), secret, site)
+    assert (site / "token").read_text().strip() == token
+    assert json.loads((site / "alertmanager.yml").read_text())["receivers"] == [{"name": "labhub"}]
+
+
+def test_alerts_go_to_the_webhook_and_the_addresses_through_the_mail_server():
+    s = load(alert_webhook="https://chat.example.edu/hooks/x", alert_email="ann@example.edu, it@example.edu",
+             smtp_server="smtp.example.edu:587", smtp_from="labhub@example.edu", smtp_user="labhub")
+    config = monitoring.alertmanager_config(s, "/site/smtp-password")
+    assert config["receivers"] == [{
+        "name": "labhub",
+        "webhook_configs": [{"url": "https://chat.example.edu/hooks/x", "send_resolved": True}],
+        "email_configs": [{"to": "ann@example.edu, it@example.edu", "send_resolved": True}]}]
+    assert config["global"] == {"smtp_smarthost": "smtp.example.edu:587", "smtp_from": "labhub@example.edu",
+                                "smtp_require_tls": True, "smtp_auth_username": "labhub",
+                                "smtp_auth_password_file": "/site/smtp-password"}
+    assert config["route"]["receiver"] == "labhub"
+
+
+def test_no_receiver_is_a_warning_a_missing_mail_password_a_problem(tmp_path):
+    assert "no alert receiver" in monitoring.warnings(load())[0]
+    assert monitoring.warnings(load(alert_webhook="http://chat.lab:8065/hooks/x")) == []
+    s = load(alert_email="it@example.edu", smtp_server="smtp.example.edu:587", smtp_from="lab@example.edu",
+             smtp_user="lab")
+    assert monitoring.problems(s, tmp_path) == [
+        "LABHUB_SMTP_USER: its password is missing; put it in secret/smtp-password (mode 600)"]
+    (tmp_path / "smtp-password").write_text("pw\n")
+    assert monitoring.problems(s, tmp_path) == []
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"monitoring_retention": "30 days"}, "LABHUB_MONITORING_RETENTION: '30 days' is not a duration"),
+    ({"alert_webhook": "chat.example.edu/hook"}, "LABHUB_ALERT_WEBHOOK: 'chat.example.edu/hook' is not an http(s) URL"),
+    ({"alert_email": "it@example.edu, nobody"}, "LABHUB_ALERT_EMAIL: 'nobody' is not an e-mail address"),
+    ({"alert_email": "it@example.edu"}, "LABHUB_ALERT_EMAIL: alert e-mails need a mail server and a sender"),
+    ({"smtp_server": "smtp.example.edu"}, "LABHUB_SMTP_SERVER: 'smtp.example.edu' is not host:port"),
+    ({"smtp_from": "labhub"}, "LABHUB_SMTP_FROM: 'labhub' is not an e-mail address"),
+])
+def test_bad_monitoring_settings_say_which_and_how(env, message):
+    with pytest.raises(SettingError) as e:
+        load(**env)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_compose_keeps_what_settings_say():
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert f"--storage.tsdb.retention.size={settings.MONITORING_MAX_SIZE}" in compose
+    assert f"hub-front:{monitoring.DASHBOARD_PORT}" not in compose  # the hub's alone to say
+    assert "monitoring-exporter:9101" in (REPO / "monitoring" / "prometheus.yml").read_text()
+    assert f":{exporter.PORT}" in (REPO / "monitoring" / "prometheus.yml").read_text()
+
+
+def test_memory_in_use_leaves_out_the_cache_the_kernel_can_drop():
+    assert exporter.memory_used({"memory_stats": {"usage": 900, "stats": {"inactive_file": 300}}}) == 600  # cgroup v2
+    assert exporter.memory_used({"memory_stats": {"usage": 900, "stats": {"total_inactive_file": 100}}}) == 800  # v1
+    assert exporter.memory_used({}) == 0
+
+
+def test_gpus_held_are_counted_all_is_not_a_number():
+    assert exporter.gpu_count("") == 0 and exporter.gpu_count("0,2") == 2
+    assert math.isnan(exporter.gpu_count("all"))
+
+
+def test_last_activity_of_each_server_from_the_hubs_database(tmp_path):
+    database = tmp_path / "jupyterhub.sqlite"
+    with sqlite3.connect(database) as db:
+        db.executescript("CREATE TABLE users (id INTEGER, name TEXT);"
+                         "CREATE TABLE spawners (user_id INTEGER, name TEXT, last_activity DATETIME);"
+                         "INSERT INTO users VALUES (1, 'ann'), (2, 'bo');"
+                         "INSERT INTO spawners VALUES (1, '', '2027-01-15 08:00:00.000000'), (1, 'gpu', NULL),"
+                         " (2, 'big', '2027-01-15 07:00:00');")
+    assert exporter.last_activity(database) == {("ann", ""): 1_800_000_000.0, ("bo", "big"): 1_799_996_400.0}
+    assert exporter.last_activity(tmp_path / "none.sqlite") == {}
+
+
+def test_legends_name_the_series_by_its_labels():
+    assert dashboard.legend("{user} {server}", {"user": "ann", "server": "", "job": "labhub"}) == "ann"
+    assert dashboard.legend("{mountpoint}", {"mountpoint": "/srv/homes"}) == "/srv/homes"
+    assert dashboard.legend("servers", {}) == "servers"
+    assert dashboard.legend("{user}", {}) == "value"
+
+
+def test_the_page_plots_the_same_file_systems_the_alert_watches():
+    alerts = (REPO / "monitoring" / "alerts.yml").read_text()
+    assert dashboard.FILE_SYSTEMS in alerts
+
+
+class FakeContainer:
+    def __init__(self, name: str, user: str, memory: int, gpus: str = ""):
+        self.name, self.labels = name, ({gpu.ASSIGNED_LABEL: gpus} if gpus else {})
+        self.attrs = {"Config": {"Image": "labhub/jupyterlab-base:latest",
+                                 "Env": [f"JUPYTERHUB_USER={user}", "JUPYTERHUB_SERVER_NAME="]},
+                      "HostConfig": {"Memory": 512 * 2**20}}
+        self.memory = memory
+
+    def stats(self, stream, one_shot):
+        assert (stream, one_shot) == (False, True)  # one sample, at once
+        return {"memory_stats": {"usage": self.memory, "stats": {"total_inactive_file": 2**20}},
+                "cpu_stats": {"cpu_usage": {"total_usage": 2_500_000_000}}}
+
+
+def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
+    from contexts import STACK
+    monkeypatch.setattr(exporter, "DATABASE", tmp_path / "none.sqlite")
+    containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"), FakeContainer("lab-userx", "x", 1)]
+    engine = type("Engine", (), {"containers": type("C", (), {"list": staticmethod(lambda filters: containers)})})
+    families = {f.name: f for f in exporter.Collector(engine, STACK, load()).collect()}
+    value = {name: [(s.labels, s.value) for s in f.samples] for name, f in families.items()}
+    assert value["labhub_server_memory_bytes"] == [({"user": "ann", "server": ""}, 100 * 2**20)]
+    assert value["labhub_server_memory_limit_bytes"] == [({"user": "ann", "server": ""}, 512 * 2**20)]
+    assert value["labhub_server_cpu_seconds_total"] == [({"user": "ann", "server": ""}, 2.5)]
+    assert value["labhub_server_gpus"] == [({"user": "ann", "server": ""}, 2)]
+    assert [labels["gpu"] for labels, _ in value["labhub_server_gpu_info"]] == ["0", "1"]
+    assert value["labhub_server_info"] == [({"user": "ann", "server": "", "image": "labhub/jupyterlab-base:latest",
+                                             "node": ""}, 1)]
+    assert "labhub_swarm_node_up" not in value
