@@ -47,12 +47,6 @@ def proxy_config(_args) -> None:
     proxy.watch(SECRET_DIR, proxy.REVERSE_PROXY_DIR, proxy.PUBLISHED_DIR, settings.load())
 
 
-def run_exporter(_args) -> None:
-    """Long-lived compose service (COMPOSE_PROFILES=monitoring): LabHub's metrics for Prometheus."""
-    from . import exporter
-    exporter.main()
-
-
 def _engine():
     import docker  # only the commands that talk to the engine need it
 
@@ -197,8 +191,6 @@ def main(argv=None) -> None:
 
     command("setup", setup, "check settings, make the certificate and admin passwords (compose runs it)")
     command("proxy-config", proxy_config, "publish Traefik's configuration and certificate, and keep them current (compose runs it)")
-    command("exporter", run_exporter, "serve the user servers' and homes' metrics to Prometheus (compose runs it "
-                                  "with COMPOSE_PROFILES=monitoring)")
     command("check", check, "find everything wrong before a start: one line per problem with its fix",
             "Checks settings, logins, certificates, secret/ permissions, the admin's config copies, host "
             "folders, GPUs, user images and host ports. Exits 1 if anything is wrong.")

@@ -1,5 +1,5 @@
-"""LabHub's Prometheus exporter (`labhub exporter`, the monitoring-exporter service, README:
-Monitoring): what no packaged exporter gives about user servers on Docker.
+"""LabHub's Prometheus exporter (`python -m labhub.exporter`, the monitoring-exporter service,
+README: Monitoring; not a `labhub` command, whose imports would triple its memory): what no packaged exporter gives about user servers on Docker.
 
 Per server: CPU time, memory against its limit, processes killed for memory, starts, GPUs held,
 last activity, image and node. Per home: use against its quota. In swarm mode: each node's state.
@@ -18,12 +18,13 @@ import docker
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from . import settings, status, swarm
+from . import settings, status
 from .settings import DATABASE, Settings
 from .stack import Stack, own
 
 log = logging.getLogger("labhub.exporter")
 PORT = 9101
+SAMPLERS = 32  # servers sampled at once: a scrape takes about a second per 32 servers
 HOMES_EVERY = 300  # seconds between measurements of the homes (du over every home is slow)
 SERVER = ("user", "server")
 
@@ -96,10 +97,14 @@ class Collector:
                 log.warning("watching the engine's events: %s", e)
                 time.sleep(5)
 
-    def _sample(self, container) -> tuple[status.Server, float]:
-        """One server's use now, and the CPU time it used (status.Server has a percent instead)."""
+    def _sample(self, container) -> tuple[status.Server, float] | None:
+        """One server's use now, and the CPU time it used (status.Server has a percent instead);
+        None if it stopped meanwhile."""
         user, name = status.server_owner(container, self.prefix)
-        stats = container.stats(stream=False, one_shot=True)
+        try:
+            stats = container.stats(stream=False, one_shot=True)
+        except docker.errors.NotFound:
+            return None
         server = status.Server(user=user, name=name, image=container.attrs["Config"]["Image"],
                                started=datetime.now(timezone.utc), cpu_percent=None, memory=memory_used(stats),
                                memory_limit=container.attrs["HostConfig"].get("Memory") or 0,
@@ -136,7 +141,7 @@ class Collector:
         yield from self._homes()
         if self.s.swarm:
             nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])
-            for node in swarm.nodes(self.engine):
+            for node in status.load_swarm().nodes(self.engine):
                 nodes.add_metric([node.hostname, node.role], 1 if node.state == "ready" else 0)
             yield nodes
 
@@ -147,8 +152,9 @@ class Collector:
             return [(server, None) for server in status.servers(self.engine, self.stack, swarm_mode=True)]
         containers = [c for c in self.engine.containers.list(filters={"name": f"^{self.prefix}"})
                       if c.name.startswith(self.prefix)]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(self._sample, containers))
+        # At once: the engine answers a sample at its next collection, about a second away.
+        with ThreadPoolExecutor(max_workers=min(SAMPLERS, len(containers) or 1)) as pool:
+            return [sample for sample in pool.map(self._sample, containers) if sample]
 
     def _homes(self):
         used = GaugeMetricFamily("labhub_home_used_bytes", "Disk the user's home takes", labels=["user"])
@@ -175,3 +181,7 @@ def main() -> None:
     start_http_server(PORT, registry=REGISTRY)
     log.info("serving metrics on :%d", PORT)
     threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

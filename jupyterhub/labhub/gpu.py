@@ -16,14 +16,13 @@ from docker.types import DeviceRequest
 
 from . import hooks, swarm
 from .settings import Settings, fail
-from .spawner import SERVER_LABEL, server_name
-from .stack import Stack
+from .spawner import server_name
+from .stack import ASSIGNED_LABEL, SERVER_LABEL, Stack
 
 if TYPE_CHECKING:
     from .context import HubContext
 
 log = logging.getLogger("JupyterHub")
-ASSIGNED_LABEL = "org.labhub.gpus"  # on each container given devices of its own
 
 
 def detect(info: dict, engine: docker.DockerClient, stack: Stack) -> list[str]:

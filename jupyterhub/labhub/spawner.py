@@ -30,6 +30,7 @@ import dockerspawner
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from . import hooks
+from .stack import SERVER_LABEL
 
 if TYPE_CHECKING:
     from .context import HubContext
@@ -46,9 +47,6 @@ STARTING_PER_CPU = 1
 START_SLOT_SECONDS = 3
 QUEUE_SECONDS = 15
 DOCKER_THREADS = 8
-# Whose server it is (server_name): on each server's Swarm service and on a GPU server's container,
-# for those who find them again (labhub.gpu after a hub restart, `labhub nodes`).
-SERVER_LABEL = "org.labhub.server"
 
 
 def server_name(spawner) -> str:

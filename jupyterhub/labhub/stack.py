@@ -13,6 +13,11 @@ from .settings import CONTEXT_DIR
 
 # On every network LabHub makes for user servers, so a restarted hub finds them (labhub.network).
 USERS_NETWORK_LABEL = "org.labhub.users-network"
+# Whose server it is (labhub.spawner.server_name): on each server's Swarm service and on a GPU
+# server's container, for those who find them again (labhub.gpu after a hub restart, `labhub nodes`).
+SERVER_LABEL = "org.labhub.server"
+# The GPUs a container was given of its own (labhub.gpu), for the same readers and the exporter.
+ASSIGNED_LABEL = "org.labhub.gpus"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 import docker
 from escapism import unescape
 
-from . import quota, storage, swarm
-from .gpu import ASSIGNED_LABEL
+from . import quota, storage
 from .settings import DATABASE, Settings
-from .spawner import SERVER_LABEL
-from .stack import Stack
+from .stack import ASSIGNED_LABEL, SERVER_LABEL, Stack
 from .terminal import columns, printable
 
 
@@ -73,6 +71,13 @@ def _server(container, prefix: str) -> Server:
                   memory_limit=memory.get("limit", 0), gpus=held_gpus(container))
 
 
+def load_swarm():
+    """labhub.swarm, for swarm mode alone: it loads DockerSpawner and JupyterHub, which the exporter
+    (a process of its own) otherwise does without."""
+    from . import swarm
+    return swarm
+
+
 def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Server:
     """A server's service and its running task (swarm mode): who, what and where from the
     manager's view; its use of CPU and memory is its node's to tell."""
@@ -82,7 +87,7 @@ def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Serve
     return Server(user=env.get("JUPYTERHUB_USER", ""), name=env.get("JUPYTERHUB_SERVER_NAME", ""),
                   image=spec["ContainerSpec"]["Image"].split("@")[0], started=started, cpu_percent=None, memory=None,
                   memory_limit=spec.get("Resources", {}).get("Limits", {}).get("MemoryBytes", 0),
-                  gpus=",".join(swarm.gpu_ids(task.get("GenericResources"))),  # assigned to the task
+                  gpus=",".join(load_swarm().gpu_ids(task.get("GenericResources"))),  # assigned to the task
                   node=hostnames.get(task.get("NodeID", ""), task.get("NodeID", "")[:12]))
 
 
@@ -95,7 +100,7 @@ def servers(engine: docker.DockerClient, stack: Stack, swarm_mode: bool = False)
     prefix = f"{stack.container_prefix}-"
     if swarm_mode:  # services (labhub.swarm), on any node
         services = [sv for sv in engine.api.services(filters={"name": prefix}) if sv["Spec"]["Name"].startswith(prefix)]
-        tasks, hostnames = _running_tasks(engine), {node.id: node.hostname for node in swarm.nodes(engine)}
+        tasks, hostnames = _running_tasks(engine), {node.id: node.hostname for node in load_swarm().nodes(engine)}
         found = [_swarm_server(sv, tasks[sv["ID"]], hostnames) for sv in services if sv["ID"] in tasks]
         return sorted(found, key=lambda s: (s.user, s.name))
     running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
@@ -124,7 +129,7 @@ def nodes_table(engine: docker.DockerClient) -> str:
     servers = {service["ID"] for service in engine.api.services(filters={"label": SERVER_LABEL})}
     running = Counter(task.get("NodeID") for service, task in _running_tasks(engine).items() if service in servers)
     rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
-    for n in swarm.nodes(engine):
+    for n in load_swarm().nodes(engine):
         rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
                      "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
                      str(len(n.gpus)), str(running[n.id])))

@@ -36,7 +36,8 @@ from tornado import web
 from traitlets import Callable, Dict, List, Union
 
 from .settings import SettingError, Settings, fail
-from .spawner import SERVER_LABEL, PromptDockerSpawner, server_name
+from .spawner import PromptDockerSpawner, server_name
+from .stack import SERVER_LABEL
 from .storage import host_folders
 
 log = logging.getLogger("JupyterHub")

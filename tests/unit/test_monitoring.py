@@ -6,8 +6,11 @@ import json
 import math
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import docker
 import pytest
 from traitlets.config import Config
 
@@ -57,8 +60,9 @@ def test_setup_writes_token_and_configurations_for_nobody(tmp_path, monkeypatch)
     token = (secret / monitoring.TOKEN).read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{64}", token) and (secret / monitoring.TOKEN).stat().st_mode & 0o777 == 0o600
     assert (site / "token").read_text().strip() == token
-    assert sorted(owners) == [(name, 65534, 65534) for name in ("alertmanager.yml", "blackbox.yml", "token")]
+    assert sorted(owners) == [(name, 65534, 65534) for name in ("alertmanager.yml", "blackbox.yml", "front-door.json", "token")]
     assert all((site / name).stat().st_mode & 0o777 == 0o600 for name, _, _ in owners)
+    assert json.loads((site / "front-door.json").read_text()) == [{"targets": ["proxy:443"]}]
     blackbox = json.loads((site / "blackbox.yml").read_text())
     assert blackbox["modules"]["front_door"]["tcp"]["tls_config"]["server_name"] == "lab.example.edu"
     # Again: the same token (the hub has it), new configurations.
@@ -79,6 +83,11 @@ def test_alerts_go_to_the_webhook_and_the_addresses_through_the_mail_server():
                                 "smtp_require_tls": True, "smtp_auth_username": "labhub",
                                 "smtp_auth_password_file": "/site/smtp-password"}
     assert config["route"]["receiver"] == "labhub"
+
+
+def test_the_front_door_is_traefik_or_in_hub_direct_mode_the_hub():
+    assert monitoring.front_door(load()) == "proxy:443"
+    assert monitoring.front_door(load(hub_ssl="true")) == "hub-front:8000"
 
 
 def test_no_receiver_is_a_warning_a_missing_mail_password_a_problem(tmp_path):
@@ -159,6 +168,8 @@ class FakeContainer:
 
     def stats(self, stream, one_shot):
         assert (stream, one_shot) == (False, True)  # one sample, at once
+        if self.memory is None:
+            raise docker.errors.NotFound("stopped meanwhile")
         return {"memory_stats": {"usage": self.memory, "stats": {"total_inactive_file": 2**20}},
                 "cpu_stats": {"cpu_usage": {"total_usage": 2_500_000_000}}}
 
@@ -166,7 +177,8 @@ class FakeContainer:
 def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     from contexts import STACK
     monkeypatch.setattr(exporter, "DATABASE", tmp_path / "none.sqlite")
-    containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"), FakeContainer("lab-userx", "x", 1)]
+    containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"), FakeContainer("lab-userx", "x", 1),
+                  FakeContainer("lab-user-bo", "bo", None)]
     engine = type("Engine", (), {"containers": type("C", (), {"list": staticmethod(lambda filters: containers)})})
     families = {f.name: f for f in exporter.Collector(engine, STACK, load()).collect()}
     value = {name: [(s.labels, s.value) for s in f.samples] for name, f in families.items()}
@@ -178,3 +190,11 @@ def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     assert value["labhub_server_info"] == [({"user": "ann", "server": "", "image": "labhub/jupyterlab-base:latest",
                                              "node": ""}, 1)]
     assert "labhub_swarm_node_up" not in value
+
+
+def test_the_exporter_does_without_jupyterhubs_code():
+    """It is a process of its own: DockerSpawner and JupyterHub would double its memory."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, labhub.exporter; print(sorted(m for m in sys.modules "
+                             "if m.split('.')[0] in ('dockerspawner', 'jupyterhub')))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
