@@ -42,16 +42,24 @@ def _spawn_quantile(q: float) -> str:
             '{status="success"}[15m])))')
 
 
+def _by_node(query: str) -> str:
+    """The query's series named by their node's host name (node-exporter shares the host's)."""
+    return f"({query}) * on (instance) group_left (nodename) node_uname_info"
+
+
 PANELS = (
     Panel("Users active", "", (('jupyterhub_active_users{period="24h"}', "in the last 24 hours"),
                                ('jupyterhub_active_users{period="7d"}', "in the last 7 days"))),
-    Panel("Servers running", "", (("jupyterhub_running_servers", "servers"),)),
+    # As the engine runs them (JupyterHub's own jupyterhub_running_servers can drift from it).
+    Panel("Servers running", "", (("count(labhub_server_info) or vector(0)", "servers"),)),
     Panel("Server start time", "seconds", ((_spawn_quantile(0.5), "median"), (_spawn_quantile(0.95), "95th percentile"))),
     Panel("Memory per server", "bytes", (("labhub_server_memory_bytes", "{user} {server}"),)),
     Panel("CPUs per server", "", (("rate(labhub_server_cpu_seconds_total[2m])", "{user} {server}"),)),
-    Panel("CPU per node", "ratio", (('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m]))', "{instance}"),)),
-    Panel("Memory per node", "ratio", (("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes", "{instance}"),)),
-    Panel("GPUs held per user", "", (("sum by (user) (labhub_server_gpus)", "{user}"),)),
+    Panel("CPU per node", "ratio", ((_by_node('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m]))'),
+                                     "{nodename}"),)),
+    Panel("Memory per node", "ratio", ((_by_node("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"),
+                                        "{nodename}"),)),
+    Panel("GPUs held per user", "", (("sum by (user) (labhub_server_gpus) > 0", "{user}"),)),
     Panel("Disks", "ratio", ((f"1 - node_filesystem_avail_bytes{{{FILE_SYSTEMS}}} / node_filesystem_size_bytes", "{mountpoint}"),)),
     Panel("Homes against their quota", "ratio", (("labhub_home_used_bytes / (labhub_home_quota_bytes > 0)", "{user}"),)),
 )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import chp, hooks
+from . import chp, hooks, network
 from .settings import SMTP_PASSWORD, Settings, SettingError
 
 if TYPE_CHECKING:
@@ -74,6 +74,12 @@ def blackbox_config(s: Settings) -> dict:
         "tls": True, "tls_config": {"server_name": s.hostname, "insecure_skip_verify": True}}}}}
 
 
+def front_door(s: Settings) -> str:
+    """Where users' browsers connect, as the monitoring network and the compose one reach it:
+    Traefik, or in hub-direct mode the hub's own proxy (labhub.network binds it there)."""
+    return f"{chp.HUB_FRONT}:{network.HUB_DIRECT_PORT}" if s.hub_ssl else "proxy:443"
+
+
 def problems(s: Settings, secret_dir: Path) -> list[str]:
     """What the monitoring cannot run with (checked by the setup step and `labhub check`)."""
     if s.smtp_user and not (secret_dir / SMTP_PASSWORD).is_file():
@@ -90,13 +96,15 @@ def warnings(s: Settings) -> list[str]:
 
 
 def write_config(s: Settings, secret_dir: Path, config_dir: Path = CONFIG_DIR) -> None:
-    """The setup step's part: the token, Alertmanager's and blackbox's configuration in the volume
+    """The setup step's part: the token, Alertmanager's and blackbox's configuration and the front
+    door's address in the volume
     the monitoring services read (as nobody, like them)."""
     files = {"token": ensure_token(secret_dir) + "\n"}
     if s.smtp_user:
         files["smtp-password"] = (secret_dir / SMTP_PASSWORD).read_text()
     files["alertmanager.yml"] = json.dumps(alertmanager_config(s, f"{SITE_MOUNT}/smtp-password"), indent=1)
     files["blackbox.yml"] = json.dumps(blackbox_config(s), indent=1)
+    files["front-door.json"] = json.dumps([{"targets": [front_door(s)]}])
     for name, text in files.items():
         path = config_dir / name
         path.write_text(text)

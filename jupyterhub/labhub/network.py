@@ -49,6 +49,7 @@ SUBNET_PREFIX = 29
 SWARM_SUBNET_PREFIX = 28
 KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
+HUB_DIRECT_PORT = 8000  # hub-direct mode: where the hub's own proxy serves TLS (docker-compose.hub-ssl.yml)
 
 
 def server_network(stack: Stack, spawner) -> str:
@@ -313,4 +314,4 @@ def configure(c, ctx: "HubContext") -> None:
     c.Spawner.hub_connect_url = f"http://{stack.hub_alias}:{HUB_PORT}"
     # Hub-direct mode: the hub's own proxy serves where its port is published, not on servers' networks.
     if s.hub_ssl:
-        c.JupyterHub.bind_url = f"http://{networks.front_ip()}:8000"
+        c.JupyterHub.bind_url = f"http://{networks.front_ip()}:{HUB_DIRECT_PORT}"
