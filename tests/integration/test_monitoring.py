@@ -168,6 +168,10 @@ def test_a_process_killed_for_memory_is_counted(lab, mona):
 
 def test_the_admin_page_plots_for_admins_and_refuses_others(lab, admin, mona, artifacts):
     wait_for_series(lab, 'labhub_server_memory_bytes{user="mona"}')
+    # The hub's menu offers it to admins alone.
+    link = 'href="/services/monitoring/"'
+    assert link in admin.http.get(admin.url("/hub/home"), timeout=60).text
+    assert link not in mona.http.get(mona.url("/hub/home"), timeout=60).text
     # Anyone else: mona (a user) is refused; nobody logged in is sent to log in.
     refused = mona.http.get(mona.url("/services/monitoring/"), timeout=60)
     assert refused.status_code == 403, (refused.status_code, refused.url)
