@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # har
 
 import harness  # noqa: E402
 from . import measure  # noqa: E402
-from .setups import SETUPS, LabHub, LabHubCollaboration, LabHubHomes, LabHubQuotas, LabHubSwarm  # noqa: E402
+from .setups import SETUPS, LabHub, LabHubCollaboration, LabHubHomes, LabHubMonitoring, LabHubQuotas, LabHubSwarm  # noqa: E402
 
 MB = 2**20
 
@@ -62,6 +62,16 @@ def run_setup(setup, args) -> dict:
                 figures["quota_setup_ms"] = measure.percentiles(took)
             print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
             return {**figures, "warm_spawn": measure.warm_spawns(setup, admin, args.spawns)}
+        if isinstance(setup, LabHubMonitoring):
+            print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
+            figures = {"warm_spawn": measure.warm_spawns(setup, admin, args.spawns)}
+            print(f"== {setup.name}: {args.users} users at once, then the monitoring's cost", flush=True)
+            figures["burst"] = burst = measure.burst(setup, admin, args.users)
+            running = [n for n in burst["names"] if setup.deployment.user_container(n)]
+            figures["monitoring"] = measure.monitoring_cost(setup, len(running))
+            figures["user_image"] = setup.user_image(running[0]) if running else None
+            measure.stop_servers(admin, running)
+            return figures
         if args.hub_start_only:
             return {"hub_start": hub_start_alone(setup, admin, args), "seconds": time.monotonic() - started}
         print(f"== {setup.name}: {args.spawns} warm spawns", flush=True)
@@ -234,6 +244,22 @@ def collaboration_lines(results: dict) -> list[str]:
             for label, unit, get in figures]
 
 
+def monitoring_lines(results: dict) -> list[str]:
+    """The monitoring's cost: its memory and CPU with the burst's servers running, and LabHub's
+    warm spawn with it against without (same run)."""
+    off, on = results.get(LabHub.name), results.get(LabHubMonitoring.name)
+    if not (on and "monitoring" in on):
+        return []
+    cost = on["monitoring"]
+    lines = [f"monitoring with {cost['servers']} servers running: memory {cost['rss_total'] / MB:.0f} MiB (target <= 300) = "
+             + ", ".join(f"{part} {rss / MB:.0f}" for part, rss in cost["rss"].items())
+             + f"; CPU {100 * cost['cpu_fraction']:.1f} % of one core over {cost['seconds']:.0f} s"]
+    if off and "warm_spawn" in off:
+        a, b = off["warm_spawn"]["p50"], on["warm_spawn"]["p50"]
+        lines.append(f"monitoring, warm spawn p50: {b:.2f} s on, {a:.2f} s off: {b / a:.2f}x (target <= 1.05x)")
+    return lines
+
+
 def machine() -> dict:
     info = json.loads(harness.docker("info", "--format", "{{json .}}"))
     return {"cpus": os.cpu_count(), "memory_gib": round(info["MemTotal"] / 2**30, 1),
@@ -251,7 +277,9 @@ def main(argv=None) -> int:
                         help="which to run, comma-separated: labhub, reference (both by default), swarm (LabHub in "
                         "swarm mode on a two-node swarm of engine containers: its warm spawns on each node), homes "
                         "and quotas (LabHub with homes on a btrfs file system of their own, without and with "
-                        "LABHUB_HOME_QUOTA: new users' first spawns and warm spawns)")
+                        "LABHUB_HOME_QUOTA: new users' first spawns and warm spawns), monitoring (LabHub with "
+                        "COMPOSE_PROFILES=monitoring: warm spawns, and the monitoring's memory and CPU with --users "
+                        "servers running)")
     parser.add_argument("--hub-start-only", action="store_true",
                         help="measure only LabHub's hub start: 50 users, --users of them with a server running, the "
                         "hub restarted (the reference has no such figure); writes benchmark-hub-start.json")
@@ -296,7 +324,7 @@ def main(argv=None) -> int:
     print(f"\n{m['cpus']} CPUs, {m['memory_gib']} GiB, Docker {m['docker']}, load {m['load_average_at_start'][0]:.2f} "
           f"at start; {what}\n")
     print(table(report["results"], args.users))
-    for line in quota_lines(report["results"]) + collaboration_lines(report["results"]):
+    for line in quota_lines(report["results"]) + collaboration_lines(report["results"]) + monitoring_lines(report["results"]):
         print(line)
     for name, figures in report["results"].items():
         if "burst" in figures:

@@ -194,6 +194,22 @@ def _cpu_seconds(container_id: str) -> float | None:
     return None
 
 
+MONITORING_WINDOW = 60  # seconds the monitoring's CPU is measured over, with the servers running
+
+
+def monitoring_cost(setup, servers: int) -> dict:
+    """The monitoring's memory (RSS of each part) and CPU (of its containers, over a window in
+    which Prometheus scrapes everything four times) while `servers` servers run."""
+    containers = setup.monitoring_containers()
+    before = {service: _cpu_seconds(container) for service, container in containers.items()}
+    time.sleep(MONITORING_WINDOW)
+    used = sum(_cpu_seconds(container) - before[service] for service, container in containers.items()
+               if before[service] is not None)
+    rss = setup.monitoring_rss()
+    return {"servers": servers, "rss": rss, "rss_total": sum(rss.values()), "seconds": MONITORING_WINDOW,
+            "cpu_fraction": used / MONITORING_WINDOW}
+
+
 def server_starts(image: str, runs: int) -> dict:
     """A user image's own part of a spawn, without a hub: seconds, and CPU-seconds, from `docker run`
     to its Jupyter server answering (jupyter server, as jupyterhub-singleuser runs it)."""

@@ -202,5 +202,31 @@ class LabHubQuotas(LabHubHomes):
     quota = "20G"
 
 
+class LabHubMonitoring(LabHub):
+    """LabHub with its monitoring (COMPOSE_PROFILES=monitoring): warm spawns beside LabHub's, and
+    what the monitoring itself takes with the burst's servers running."""
+    name = "LabHub with monitoring"
+    measures_hub_start = False
+    services = ("prometheus", "alertmanager", "node-exporter", "blackbox", "monitoring-exporter")
+
+    def __init__(self):
+        super().__init__()
+        self.deployment = harness.Deployment("labhubbenchmon")
+        self.deployment.base_settings["COMPOSE_PROFILES"] = "monitoring"  # kept by every later .env
+
+    def up(self) -> None:
+        self.deployment.set_env()
+        super().up()
+
+    def monitoring_containers(self) -> dict[str, str]:
+        return {service: self.deployment.container(service) for service in self.services}
+
+    def monitoring_rss(self) -> dict[str, int]:
+        """RSS of each part of the monitoring: its services, and the admin page in the hub's container."""
+        rss = {service: sum(r for r, _ in rss_by_process(container)) for service, container in self.monitoring_containers().items()}
+        rss["admin page"] = sum(r for r, args in rss_by_process(self.deployment.container("hub")) if "labhub.dashboard" in args)
+        return rss
+
+
 SETUPS = {"labhub": LabHub, "reference": Reference, "collaboration": LabHubCollaboration, "swarm": LabHubSwarm,
-          "homes": LabHubHomes, "quotas": LabHubQuotas}
+          "homes": LabHubHomes, "quotas": LabHubQuotas, "monitoring": LabHubMonitoring}
