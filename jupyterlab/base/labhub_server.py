@@ -25,6 +25,8 @@ server's uid, which may read a process of its uid through /proc/<pid>/mem or ptr
 makes itself non-dumpable (keep_memory_from_children), which closes it to them; what it starts is
 dumpable again after exec, as usual. And it asks the hub again about a browser's token after 10 s
 (HubOAuth.cache_max_age; JupyterHub's is 5 minutes), so a revoked share stops working within that.
+Past those 10 s, a token's last answer stands while the hub is asked again (up to
+KEEP_WHILE_HUB_DOWN, JupyterHub's own cache age): open notebooks carry on while the hub restarts.
 A WebSocket (a kernel's, a terminal's) is let in once, when it opens, and would outlive the share:
 so this module, as a server extension, notes each one with the token it opened with, asks again
 every RECHECK_SECONDS, and closes those whose user may no longer use the server.
@@ -34,9 +36,11 @@ folders nor environment is a setting) and, for the store (a callable, which JSON
 jupyter_server_config.py there.
 """
 
+import asyncio
 import ctypes
 import os
 import sqlite3
+import time
 import weakref
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -49,6 +53,7 @@ from traitlets import default
 HOME = os.path.expanduser("~")
 PR_SET_DUMPABLE = 4  # prctl(2)
 RECHECK_SECONDS = 5
+KEEP_WHILE_HUB_DOWN = 300
 # What jupyter_core uses when these variables are unset, as for any user outside the server.
 USER_FOLDERS = {"JUPYTER_CONFIG_DIR": os.path.join(HOME, ".jupyter"),
                 "JUPYTER_DATA_DIR": os.path.join(HOME, ".local", "share", "jupyter")}
@@ -107,16 +112,49 @@ def keep_memory_from_children() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
+def answer_while_hub_down(hub_auth) -> None:
+    """Takes over hub_auth's cache of the hub's answers about tokens: an answer younger than its
+    cache age stands; an older one (up to KEEP_WHILE_HUB_DOWN) stands while the hub is asked again,
+    once per token, in the background. While the hub is down, asking waits for minutes (its
+    address is gone) and then fails."""
+    ask = hub_auth._check_hub_authorization
+    answered = {}  # cache key -> (when the hub gave it, the answer: a user model, or None for no one)
+    asking = {}  # cache key -> the request to the hub under way
+
+    async def ask_hub(url, api_token, cache_key):
+        answer = await ask(url, api_token, cache_key=cache_key, use_cache=False)
+        now = time.monotonic()
+        for key in [k for k, (when, _) in answered.items() if now - when >= KEEP_WHILE_HUB_DOWN]:
+            del answered[key]
+        if cache_key is not None:
+            answered[cache_key] = (now, answer)
+        return answer
+
+    async def check(url, api_token, cache_key=None, use_cache=True):
+        when, last = answered.get(cache_key, (None, None))
+        age = None if when is None else time.monotonic() - when
+        if not use_cache or age is None or age >= KEEP_WHILE_HUB_DOWN:
+            return await ask_hub(url, api_token, cache_key)
+        if age >= hub_auth.cache_max_age and cache_key not in asking:
+            asking[cache_key] = task = asyncio.ensure_future(ask_hub(url, api_token, cache_key))
+            task.add_done_callback(lambda done: (asking.pop(cache_key, None), done.cancelled() or done.exception()))
+        return last
+
+    hub_auth._check_hub_authorization = check
+
+
 def _jupyter_server_extension_points():
     return [{"module": "labhub_server"}]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
-    """Closes the open WebSockets of users who may no longer use this server (under JupyterHub)."""
+    """Closes the open WebSockets of users who may no longer use this server, and keeps serving
+    those who may while the hub restarts (under JupyterHub)."""
     provider = serverapp.identity_provider
     hub_auth = getattr(provider, "hub_auth", None)
     if hub_auth is None:
         return
+    answer_while_hub_down(hub_auth)
     opened_with = weakref.WeakKeyDictionary()  # open WebSocket handler -> the token it was let in with
     let_in = provider.get_user
 

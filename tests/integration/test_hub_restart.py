@@ -103,6 +103,8 @@ def test_while_the_hub_is_down_its_pages_say_so_and_servers_answer(stack, rosa):
             assert page.headers["Retry-After"].isdigit(), page.headers
             assert "LabHub is restarting" in page.text
             assert page.headers.get("Strict-Transport-Security"), "the restart page goes through the same headers"
+        # Down for longer than a server keeps the hub's answers (10 s): it goes on with the last one.
+        time.sleep(12)
         assert user.server_api("GET", "/status").status_code == 200  # a browser session too, not only a token
         stack.compose("up", "-d", "--wait")
         wait_for_login_page(stack)
