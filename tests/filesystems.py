@@ -45,3 +45,11 @@ def btrfs_homes(name: str, quotas: bool = True):
         homes.mkdir()
         homes.chmod(0o711)
         yield homes
+
+
+def qgroup(home) -> tuple[int, int]:
+    """(bytes used, limit; 0: none) of a home's subvolume, as the host's btrfs counts them."""
+    out = subprocess.run(["btrfs", "qgroup", "show", "-rf", "--raw", "--sync", str(home)], check=True,
+                         capture_output=True, text=True).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("0/"))
+    return int(row[1]), 0 if row[3] == "none" else int(row[3])

@@ -11,6 +11,7 @@ import tarfile
 import threading
 
 import archives
+import filesystems
 import harness
 from archives import folder, member
 from labhub import quota
@@ -239,3 +240,46 @@ def test_host_folder_homes_and_the_shared_folder_come_back(tmp_path):
     finally:
         deployment.destroy()
         shutil.rmtree(roots, ignore_errors=True)
+
+
+def test_quota_homes_come_back_held_to_their_quotas(tmp_path):
+    """Homes on btrfs with quotas, restored onto a new file system: each is limited again at its
+    user's next start, by the same rule (an admin's own quota for the user, a group's, the default)."""
+    homes_fs = "backup-quota-homes"
+    deployment = harness.Deployment("backupquota", harness.free_ports())
+    try:
+        with filesystems.btrfs_homes(homes_fs) as homes:
+            deployment.set_env(home_root=homes, home_quota="48M")
+            assert deployment.up(check=False).returncode == 0
+            admin = harness.logged_in_admin(deployment)
+            users = {name: harness.native_user(deployment, admin, name) for name in ("alice", "bob", "carol")}
+            assert admin.api("POST", "/groups/imaging").status_code == 201
+            assert admin.api("PUT", "/groups/imaging/properties", json={"home_quota": "200M"}).status_code == 200
+            assert admin.api("POST", "/groups/imaging/users", json={"users": ["bob"]}).status_code == 200
+            admin_command(deployment, "quota", "set", "alice", "64M")
+            for name, user in users.items():
+                user.start_server()
+                user.write_file("notes.txt", f"{name}'s notes\n")
+                user.stop_server()
+            limits = {name: filesystems.qgroup(homes / name)[1] for name in users}
+            assert limits == {"alice": 64 * 2**20, "bob": 200 * 2**20, "carol": 48 * 2**20}
+            out = admin_command(deployment, "backup")
+            shutil.copy(deployment.dir / out.strip().splitlines()[-1].split()[2], tmp_path / "archive.tar")
+            deployment.destroy()
+        # Another machine: a new btrfs file system at the same place, with quotas on and no home.
+        with filesystems.btrfs_homes(homes_fs) as homes:
+            assert list(homes.iterdir()) == []
+            deployment = fresh_clone_with(tmp_path / "archive.tar", "backupquota", deployment.ports)
+            restored = restore(deployment)
+            assert restored.returncode == 0, restored.stdout
+            assert deployment.up(check=False).returncode == 0
+            for name in limits:
+                user = harness.HubClient(deployment)
+                assert "/hub/login" not in user.login(name, "Lab-Notebook-2026").url
+                user.start_server()
+                assert user.read_file("notes.txt") == f"{name}'s notes\n"
+                user.stop_server()
+            assert {name: filesystems.qgroup(homes / name)[1] for name in limits} == limits
+            deployment.destroy()
+    finally:
+        deployment.destroy()

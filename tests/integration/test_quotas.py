@@ -9,7 +9,6 @@ import concurrent.futures
 import contextlib
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -25,14 +24,6 @@ THESIS = "thesis.tex"
 def btrfs_homes():
     with filesystems.btrfs_homes("quota-btrfs") as homes:
         yield homes
-
-
-def qgroup(home) -> tuple[int, int]:
-    """(bytes used, limit; 0: none) of a home's subvolume, as the host's btrfs counts them."""
-    out = subprocess.run(["btrfs", "qgroup", "show", "-rf", "--raw", "--sync", str(home)], check=True,
-                         capture_output=True, text=True).stdout
-    row = next(line.split() for line in out.splitlines() if line.startswith("0/"))
-    return int(row[1]), 0 if row[3] == "none" else int(row[3])
 
 
 def python(user, code: str):
@@ -136,7 +127,7 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
             hana, ivo = users["hana"], users["ivo"]
             # Every home is limited, the plain folder too: it is a subvolume now, its files and owner kept.
             for name in users:
-                assert qgroup(btrfs_homes / name)[1] == QUOTA, name
+                assert filesystems.qgroup(btrfs_homes / name)[1] == QUOTA, name
             assert os.stat(olaf).st_ino == 256 and (os.stat(olaf).st_uid, os.stat(olaf).st_mode & 0o777) == (1000, 0o700)
             assert users["olaf"].read_file(THESIS) == "chapter 1"
             assert os.readlink(olaf / "passwd") == "/etc/passwd" and os.lstat(olaf / "passwd").st_uid == 1000
@@ -155,7 +146,7 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
             # hana fills her home: the file system stops her at her quota.
             written, error = python(hana, FILL + "fill('fill.bin')")
             assert error == "Disk quota exceeded" and 30 <= written <= 48, (written, error)
-            used, limit = qgroup(btrfs_homes / "hana")
+            used, limit = filesystems.qgroup(btrfs_homes / "hana")
             assert used >= 0.95 * limit
             # Her save fails and says why; the lab shows the message.
             r = hana.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
@@ -198,7 +189,7 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
 
             # The admin's own quota for a user is in force at once, and survives her next start.
             assert "in force" in admin_command(stack, "quota", "set", "hana", "100M")
-            assert qgroup(btrfs_homes / "hana")[1] == 100 * 2**20
+            assert filesystems.qgroup(btrfs_homes / "hana")[1] == 100 * 2**20
             assert "hana: 100M" in admin_command(stack, "quota")
             # A group's home_quota property applies at its members' next start.
             assert admin.api("POST", "/groups/bigdata").status_code == 201
@@ -206,11 +197,11 @@ def test_btrfs_holds_each_home_to_its_quota_and_a_full_home_stops_nobody(stack, 
             assert admin.api("POST", "/groups/bigdata/users", json={"users": ["ivo"]}).status_code == 200
             ivo.stop_server()
             ivo.start_server()
-            assert qgroup(btrfs_homes / "ivo")[1] == 200 * 2**20
+            assert filesystems.qgroup(btrfs_homes / "ivo")[1] == 200 * 2**20
             assert ivo.read_file("notes.txt") == "ivo's notes"
             assert "(group bigdata's home_quota)" in admin_command(stack, "quota", "reset", "ivo")
             assert "(LABHUB_HOME_QUOTA)" in admin_command(stack, "quota", "reset", "hana")
-            assert qgroup(btrfs_homes / "hana")[1] == QUOTA
+            assert filesystems.qgroup(btrfs_homes / "hana")[1] == QUOTA
         finally:
             for user in users.values():
                 with contextlib.suppress(Exception):
