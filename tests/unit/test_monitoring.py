@@ -198,3 +198,14 @@ def test_the_exporter_does_without_jupyterhubs_code():
                              "if m.split('.')[0] in ('dockerspawner', 'jupyterhub')))"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_page_shows_names_from_the_metrics_as_text():
+    hostile = 'x"><script>alert(1)</script>'
+    page = dashboard.TEMPLATES.get_template("monitoring.html").render(
+        charts=[], spans=dashboard.SPANS, span="6h", hub="/hub/home", user="admin",
+        alerts=[{"labels": {"alertname": "HomeAtQuota"}, "activeAt": "2026-12-06T10:00:00.5Z",
+                 "annotations": {"summary": f"{hostile}'s home is at its quota", "action": "clean up"}}],
+        holders=[{"gpu": "0", "user": hostile, "server": ""}])
+    assert "<script>" not in page and page.count("&lt;script&gt;") == 2
+    assert "2026-12-06 10:00" in page and '<a href="?span=6h" class="chosen" aria-current="page">6h</a>' in page
