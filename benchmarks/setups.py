@@ -124,19 +124,26 @@ class Reference(Setup):
         return "labhub-bench/reference-lab:latest"  # built by `up`
 
 
-class LabHubCollaboration(LabHub):
-    """LabHub with LABHUB_COLLABORATION=true: every server edits together (jupyter-collaboration)."""
-    name = "LabHub with collaboration"
+class LabHubWith(LabHub):
+    """LabHub with some settings in .env (a deployment of its own, named `project`)."""
     measures_hub_start = False
+    project: str
+    settings: dict[str, str]
 
     def __init__(self):
         super().__init__()
-        self.deployment = harness.Deployment("labhubbenchcollab")
-        self.deployment.base_settings["collaboration"] = "true"  # kept by every later .env
+        self.deployment = harness.Deployment(self.project)
+        self.deployment.base_settings.update(self.settings)  # kept by every later .env
 
     def up(self) -> None:
         self.deployment.set_env()
         super().up()
+
+
+class LabHubCollaboration(LabHubWith):
+    """LabHub with LABHUB_COLLABORATION=true: every server edits together (jupyter-collaboration)."""
+    name = "LabHub with collaboration"
+    project, settings = "labhubbenchcollab", {"collaboration": "true"}
 
 
 class LabHubSwarm(LabHub):
@@ -202,21 +209,12 @@ class LabHubQuotas(LabHubHomes):
     quota = "20G"
 
 
-class LabHubMonitoring(LabHub):
+class LabHubMonitoring(LabHubWith):
     """LabHub with its monitoring (COMPOSE_PROFILES=monitoring): warm spawns beside LabHub's, and
     what the monitoring itself takes with the burst's servers running."""
     name = "LabHub with monitoring"
-    measures_hub_start = False
+    project, settings = "labhubbenchmon", {"COMPOSE_PROFILES": "monitoring"}
     services = ("prometheus", "alertmanager", "node-exporter", "blackbox", "monitoring-exporter")
-
-    def __init__(self):
-        super().__init__()
-        self.deployment = harness.Deployment("labhubbenchmon")
-        self.deployment.base_settings["COMPOSE_PROFILES"] = "monitoring"  # kept by every later .env
-
-    def up(self) -> None:
-        self.deployment.set_env()
-        super().up()
 
     def monitoring_containers(self) -> dict[str, str]:
         return {service: self.deployment.container(service) for service in self.services}

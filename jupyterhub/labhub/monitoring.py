@@ -142,7 +142,8 @@ def configure(c, ctx: "HubContext") -> None:
     if not enabled(ctx.environ):
         return
     hooks.merge(c, "services", [
-        {"name": PROMETHEUS, "api_token": ensure_token(ctx.secret_dir)},
+        # Made by the setup step (secret/ is read-only here).
+        {"name": PROMETHEUS, "api_token": (ctx.secret_dir / TOKEN).read_text().strip()},
         # Served by the hub's container on the compose network, where the proxy reaches it.
         {"name": DASHBOARD, "url": f"http://{chp.HUB_FRONT}:{DASHBOARD_PORT}", "display": True,
          "oauth_no_confirm": True, "command": [sys.executable, "-m", "labhub.dashboard"]},
