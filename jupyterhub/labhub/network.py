@@ -49,6 +49,9 @@ SUBNET_PREFIX = 29
 SWARM_SUBNET_PREFIX = 28
 KEEP_SECONDS = 24 * 3600  # how long a stopped server's network waits for its next start
 HUB_PORT = 8081
+# Swarm's allocator gives a new overlay network its subnet moments after it is made (seconds under
+# load); until then the engine shows it with none.
+ALLOCATION_SECONDS = 30
 HUB_DIRECT_PORT = 8000  # hub-direct mode: where the hub's own proxy serves TLS (docker-compose.hub-ssl.yml)
 
 
@@ -250,12 +253,26 @@ class ServerNetworks:
             upper = list(subnet.subnets(prefixlen_diff=1))[1]
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=str(subnet[1]), iprange=str(upper))])
             try:
-                return self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge", options=options,
-                                                   attachable=self.swarm or None, ipam=ipam, labels=self._labels())
+                network = self.engine.networks.create(name, driver="overlay" if self.swarm else "bridge", options=options,
+                                                      attachable=self.swarm or None, ipam=ipam, labels=self._labels())
             except APIError as e:
                 if "overlap" not in str(e).lower():
                     raise
+                continue
+            return self._allocated(network)
         raise RuntimeError(f"could not find a free subnet for {name} in LABHUB_USER_SUBNETS={self.pool}")
+
+    @staticmethod
+    def _allocated(network):
+        """The network once it has its subnet (at once, but for a swarm's overlay network)."""
+        deadline = time.monotonic() + ALLOCATION_SECONDS
+        while not network.attrs["IPAM"].get("Config"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Swarm gave network {network.name} no subnet within {ALLOCATION_SECONDS} s; "
+                                   "see the manager's engine log")
+            time.sleep(0.2)
+            network.reload()
+        return network
 
     def _remove(self, network) -> None:
         try:

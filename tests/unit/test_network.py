@@ -136,6 +136,33 @@ def test_in_swarm_mode_a_network_is_encrypted_when_every_node_can():
     assert (made["lab_user_jo"].options, made["lab_user_al"].options) == ({"encrypted": ""}, None)
 
 
+class AllocatedLater(FakeNetwork):
+    """A swarm's new overlay network as the engine shows it at first: with no subnet until Swarm's
+    allocator has given it one (after `reloads` looks; never if negative)."""
+
+    def __init__(self, name, reloads):
+        super().__init__(name, [])
+        self.config, self.attrs["IPAM"]["Config"], self.reloads = self.attrs["IPAM"]["Config"], None, reloads
+
+    def reload(self):
+        self.reloads -= 1
+        if self.reloads == 0:
+            self.attrs["IPAM"]["Config"] = self.config
+
+
+@pytest.mark.parametrize("reloads", [2, -1])
+def test_a_swarm_network_is_joined_once_swarm_has_given_it_its_subnet(monkeypatch, reloads):
+    monkeypatch.setattr(network.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(network, "ALLOCATION_SECONDS", 1)
+    networks, made = kept_networks(encryption=SimpleNamespace(lacking=lambda: {}))
+    networks.engine.networks.create = lambda name, **_: made.setdefault(name, AllocatedLater(name, reloads))
+    if reloads > 0:
+        assert networks.create("lab_user_jo") == ("10.213.0.6", "10.213.0.1")
+    else:  # a failed start that says so
+        with pytest.raises(RuntimeError, match="Swarm gave network lab_user_jo no subnet within 1 s"):
+            networks.create("lab_user_jo")
+
+
 def test_a_stopped_servers_network_is_kept_a_day_then_removed():
     networks, made = kept_networks(lab_user_jo=["hub"])
     networks.keep("lab_user_jo", since=1000.0)
