@@ -9,7 +9,23 @@ import pytest
 
 import harness
 
+HUB_LOG_LINES = 40
 ARTIFACTS = Path(os.environ.get("LABHUB_TEST_ARTIFACTS", harness.REPO / "artifacts"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed stack test's report ends with its hub's last log lines: a bare "Internal Server
+    Error" from the hub is explained only there, and CI keeps nothing else."""
+    report = yield
+    if report.failed and call.when == "call":
+        for deployment in {id(v): v for v in item.funcargs.values() if isinstance(v, harness.Deployment)}.values():
+            try:
+                tail = "\n".join(deployment.service_log("hub").splitlines()[-HUB_LOG_LINES:])
+            except Exception as e:  # the hub container may be gone: the report must still be made
+                tail = f"(no hub log: {e})"
+            report.sections.append((f"{deployment.project}: the hub's last {HUB_LOG_LINES} log lines", tail))
+    return report
 
 
 @pytest.fixture(scope="session")
