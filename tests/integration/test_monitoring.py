@@ -1,9 +1,9 @@
 """Monitoring (COMPOSE_PROFILES=monitoring) on a deployment of its own: a running server's metrics
 reach Prometheus, a process killed for memory is counted, the admins' page plots them in Chromium
 and refuses everyone else, a filled file system fires its alert to a webhook, `./labhub
-alert-test` reaches it too, and no user server reaches any part of the monitoring. (The alert
-rules themselves: monitoring/alerts.test.yml, run here with promtool; the configuration the
-settings make: tests/unit/test_monitoring.py.)"""
+alert-test` reaches the webhook and a mail server, and no user server reaches any part of the
+monitoring. (The alert rules themselves: monitoring/alerts.test.yml, run here with promtool; the
+configuration the settings make: tests/unit/test_monitoring.py.)"""
 
 import ast
 import json
@@ -11,9 +11,12 @@ import os
 import subprocess
 import threading
 import time
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from aiosmtpd.controller import Controller
 import websocket
 from playwright.sync_api import sync_playwright
 
@@ -22,6 +25,7 @@ import harness
 
 MONITORING_SERVICES = {"prometheus": 9090, "alertmanager": 9093, "node-exporter": 9100, "blackbox": 9115,
                        "monitoring-exporter": 9101}
+ALERT_EMAIL = "admins@lab.example"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -56,6 +60,31 @@ class Receiver(ThreadingHTTPServer):
         raise AssertionError(f"no {alertname} {labels} within {timeout} s; received {self.alerts}")
 
 
+class MailServer(Controller):
+    """A lab's mail server (aiosmtpd, plain SMTP): keeps every message Alertmanager sends."""
+
+    def __init__(self, address: str):
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+        class Handler:
+            async def handle_DATA(handler, server, session, envelope):
+                self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
+                return "250 OK"
+
+        super().__init__(Handler(), hostname=address, port=harness.free_ports()[0])
+        self.start()
+
+    def wait_for(self, subject_part: str, timeout: float) -> tuple[list[str], EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for to, message in self.messages:
+                if subject_part in message["Subject"]:
+                    return to, message
+            time.sleep(2)
+        raise AssertionError(f"no mail about {subject_part} within {timeout} s; received "
+                             f"{[m['Subject'] for _, m in self.messages]}")
+
+
 @pytest.fixture(scope="module")
 def disk():
     """A small file system of the host's, mounted before the monitoring starts (node-exporter sees
@@ -77,10 +106,12 @@ def lab(disk, artifacts):
         # recreates Alertmanager with it (the setup step writes its configuration).
         gateway = deployment.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}",
                                     f"{deployment.project}_monitoring")
-        receiver = Receiver(gateway)
-        deployment.set_env(**settings, alert_webhook=f"http://{gateway}:{receiver.server_address[1]}/alerts")
+        deployment.receiver, deployment.mail = Receiver(gateway), MailServer(gateway)
+        # A mail server on the lab's own network may take mail unencrypted and without a login.
+        deployment.set_env(**settings, alert_webhook=f"http://{gateway}:{deployment.receiver.server_address[1]}/alerts",
+                           alert_email=ALERT_EMAIL, smtp_server=f"{gateway}:{deployment.mail.port}",
+                           smtp_from="labhub@lab.example", smtp_starttls="false")
         deployment.up()
-        deployment.receiver = receiver
         yield deployment
     finally:
         (artifacts / "monitoring.log").write_text(
@@ -88,6 +119,7 @@ def lab(disk, artifacts):
         deployment.destroy()
         if "receiver" in vars(deployment):
             deployment.receiver.shutdown()
+            deployment.mail.stop()
 
 
 def prometheus(lab, query: str) -> list[str]:
@@ -213,10 +245,14 @@ def test_a_full_file_system_fires_its_alert_to_the_webhook(lab, disk):
         filler.unlink()
 
 
-def test_alert_test_command_reaches_the_webhook(lab):
+def test_alert_test_command_reaches_the_webhook_and_the_mail_server(lab):
     result = lab.compose("run", "--rm", "-T", "admin", "alert-test", check=False)  # what ./labhub runs
-    assert result.returncode == 0 and "sent LabHubTest" in result.stdout, result.stdout
+    assert result.returncode == 0 and "reaches LABHUB_ALERT_WEBHOOK and LABHUB_ALERT_EMAIL" in result.stdout, result.stdout
     lab.receiver.wait_for("LabHubTest", timeout=90)
+    to, message = lab.mail.wait_for("LabHubTest", timeout=90)
+    assert to == [ALERT_EMAIL] and message["From"] == "labhub@lab.example", (to, message["From"])
+    text = message.get_body(("plain", "html")).get_content()
+    assert "alerts reach you" in text, text[:2000]
 
 
 def test_no_user_server_reaches_the_monitoring(lab, mona):
