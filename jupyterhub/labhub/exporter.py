@@ -36,13 +36,6 @@ OOM_KILLS = Counter("labhub_server_oom_kills", "Processes of the server the kern
 STARTS = Counter("labhub_server_starts", "Times the server's container started", SERVER, registry=REGISTRY)
 
 
-def memory_used(stats: dict) -> int:
-    """Memory in use as `docker stats` counts it: without the page cache the kernel can drop."""
-    memory = stats.get("memory_stats", {})
-    extra = memory.get("stats", {})
-    return max(0, memory.get("usage", 0) - extra.get("inactive_file", extra.get("total_inactive_file", 0)))
-
-
 def last_activity(database) -> dict[tuple[str, str], float]:
     """(user, server) -> the hub's last activity of that server (unix time), from its database."""
     if not database.exists():
@@ -100,16 +93,12 @@ class Collector:
     def _sample(self, container) -> tuple[status.Server, float] | None:
         """One server's use now, and the CPU time it used (status.Server has a percent instead);
         None if it stopped meanwhile."""
-        user, name = status.server_owner(container, self.prefix)
         try:
-            stats = container.stats(stream=False, one_shot=True)
+            stats = container.stats(stream=False, one_shot=True)  # at once, with no percent
         except docker.errors.NotFound:
             return None
-        server = status.Server(user=user, name=name, image=container.attrs["Config"]["Image"],
-                               started=datetime.now(timezone.utc), cpu_percent=None, memory=memory_used(stats),
-                               memory_limit=container.attrs["HostConfig"].get("Memory") or 0,
-                               gpus=status.held_gpus(container))
-        return server, stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+        cpu_seconds = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+        return status.sampled_server(container, self.prefix, stats), cpu_seconds
 
     def collect(self):
         info = GaugeMetricFamily("labhub_server_info", "A running user server: its image and node", labels=[*SERVER, "image", "node"])

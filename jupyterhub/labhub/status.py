@@ -30,8 +30,12 @@ class Server:
     node: str = ""  # in swarm mode, the node it runs on
 
 
-def _cpu_percent(stats: dict) -> float:
-    cpu, pre = stats["cpu_stats"], stats["precpu_stats"]
+def _cpu_percent(stats: dict) -> float | None:
+    """The share of a CPU the server used since the engine's previous sample; None for a sample
+    without one (one_shot)."""
+    cpu, pre = stats["cpu_stats"], stats.get("precpu_stats") or {}
+    if "system_cpu_usage" not in pre:
+        return None
     used = cpu["cpu_usage"]["total_usage"] - pre.get("cpu_usage", {}).get("total_usage", 0)
     system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
     cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or [1])
@@ -61,14 +65,29 @@ def server_owner(container, prefix: str) -> tuple[str, str]:
     return unescape(user, escape_char="-"), unescape(name, escape_char="-")
 
 
-def _server(container, prefix: str) -> Server:
-    user, name = server_owner(container, prefix)
-    stats = container.stats(stream=False)  # one sample, against the engine's previous one
+def memory_used(stats: dict) -> int:
+    """Memory in use as `docker stats` counts it: without the page cache the kernel can drop."""
     memory = stats.get("memory_stats", {})
+    extra = memory.get("stats", {})
+    return max(0, memory.get("usage", 0) - extra.get("inactive_file", extra.get("total_inactive_file", 0)))
+
+
+def sampled_server(container, prefix: str, stats: dict) -> Server:
+    """A server's container, with a sample of its use (the engine's stats; labhub status and the
+    exporter sample differently)."""
+    user, name = server_owner(container, prefix)
     started = datetime.datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
-    return Server(user=user, name=name, image=(container.image.tags or [container.image.short_id])[0],
-                  started=started, cpu_percent=_cpu_percent(stats), memory=memory.get("usage", 0),
-                  memory_limit=memory.get("limit", 0), gpus=held_gpus(container))
+    return Server(user=user, name=name, image=container.attrs["Config"]["Image"], started=started,
+                  cpu_percent=_cpu_percent(stats), memory=memory_used(stats),
+                  memory_limit=container.attrs["HostConfig"].get("Memory") or 0, gpus=held_gpus(container))
+
+
+def _sampled(container, prefix: str) -> Server | None:
+    """None for a server that stopped meanwhile."""
+    try:
+        return sampled_server(container, prefix, container.stats(stream=False))  # against the engine's previous sample
+    except docker.errors.NotFound:
+        return None
 
 
 def load_swarm():
@@ -105,7 +124,8 @@ def servers(engine: docker.DockerClient, stack: Stack, swarm_mode: bool = False)
         return sorted(found, key=lambda s: (s.user, s.name))
     running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
     with ThreadPoolExecutor() as pool:  # each sample takes the engine about a second
-        return sorted(pool.map(lambda c: _server(c, prefix), running), key=lambda s: (s.user, s.name))
+        sampled = [server for server in pool.map(lambda c: _sampled(c, prefix), running) if server]
+    return sorted(sampled, key=lambda s: (s.user, s.name))
 
 
 def _duration(delta: datetime.timedelta) -> str:
@@ -120,7 +140,8 @@ def table(found: list[Server], now: datetime.datetime) -> str:
         used = "-" if s.memory is None else f"{s.memory / 2**20:,.0f}"
         rows.append((s.user, s.name or "-", s.image, _duration(now - s.started),
                      "-" if s.cpu_percent is None else f"{s.cpu_percent:.0f}%",
-                     f"{used} / {s.memory_limit / 2**20:,.0f} MiB", s.gpus or "-") + ((s.node,) if with_node else ()))
+                     f"{used} / {s.memory_limit / 2**20:,.0f} MiB" if s.memory_limit else f"{used} MiB, no limit",
+                     s.gpus or "-") + ((s.node,) if with_node else ()))
     return "\n".join(columns(rows) + [f"{len(found)} server(s) running"])
 
 

@@ -123,12 +123,6 @@ def test_compose_keeps_what_settings_say():
     assert f":{exporter.PORT}" in (REPO / "monitoring" / "prometheus.yml").read_text()
 
 
-def test_memory_in_use_leaves_out_the_cache_the_kernel_can_drop():
-    assert exporter.memory_used({"memory_stats": {"usage": 900, "stats": {"inactive_file": 300}}}) == 600  # cgroup v2
-    assert exporter.memory_used({"memory_stats": {"usage": 900, "stats": {"total_inactive_file": 100}}}) == 800  # v1
-    assert exporter.memory_used({}) == 0
-
-
 def test_gpus_held_are_counted_all_is_not_a_number():
     assert exporter.gpu_count("") == 0 and exporter.gpu_count("0,2") == 2
     assert math.isnan(exporter.gpu_count("all"))
@@ -163,7 +157,7 @@ class FakeContainer:
         self.name, self.labels = name, ({gpu.ASSIGNED_LABEL: gpus} if gpus else {})
         self.attrs = {"Config": {"Image": "labhub/jupyterlab-base:latest",
                                  "Env": [f"JUPYTERHUB_USER={user}", "JUPYTERHUB_SERVER_NAME="]},
-                      "HostConfig": {"Memory": 512 * 2**20}}
+                      "HostConfig": {"Memory": 512 * 2**20}, "State": {"StartedAt": "2026-12-07T02:00:00.5Z"}}
         self.memory = memory
 
     def stats(self, stream, one_shot):

@@ -8,6 +8,13 @@ def test_cpu_share_of_the_machine():
     stats = {"cpu_stats": {"cpu_usage": {"total_usage": 3_000}, "system_cpu_usage": 20_000, "online_cpus": 2},
              "precpu_stats": {"cpu_usage": {"total_usage": 1_000}, "system_cpu_usage": 10_000}}
     assert status._cpu_percent(stats) == 40.0
+    assert status._cpu_percent({**stats, "precpu_stats": {}}) is None  # a sample with no earlier one to compare
+
+
+def test_memory_in_use_leaves_out_the_cache_the_kernel_can_drop():
+    assert status.memory_used({"memory_stats": {"usage": 900, "stats": {"inactive_file": 300}}}) == 600  # cgroup v2
+    assert status.memory_used({"memory_stats": {"usage": 900, "stats": {"total_inactive_file": 100}}}) == 800  # v1
+    assert status.memory_used({}) == 0
 
 
 def test_table_lists_each_server():
@@ -21,6 +28,8 @@ def test_table_lists_each_server():
     assert lines[1].split() == ["alice", "-", "labhub/jupyterlab-base:latest", "1h", "15m", "12%", "512", "/", "4,096", "MiB", "-"]
     assert lines[2].split() == ["bob", "gpu", "labhub/jupyterlab-gpu:latest", "2d", "3h", "150%", "1,024", "/", "8,192", "MiB", "0,1"]
     assert lines[3] == "2 server(s) running"
+    unlimited = status.Server("cy", "", "labhub/jupyterlab-base:latest", now, None, 3 * 2**20, 0, "")
+    assert "3 MiB, no limit" in status.table([unlimited], now)
 
 
 def test_in_swarm_mode_each_server_shows_its_node_and_its_limit():
@@ -37,8 +46,9 @@ class Container(SimpleNamespace):
     """A running server's container as docker-py lists it (inspected)."""
 
     def __init__(self, name, env=()):
-        super().__init__(name=name, labels={}, image=SimpleNamespace(tags=["labhub/jupyterlab-base:latest"]),
-                         attrs={"Config": {"Env": ["PATH=/usr/bin", *env]}, "HostConfig": {},
+        super().__init__(name=name, labels={},
+                         attrs={"Config": {"Image": "labhub/jupyterlab-base:latest", "Env": ["PATH=/usr/bin", *env]},
+                                "HostConfig": {},
                                 "State": {"StartedAt": "2026-11-22T11:00:00.123456789Z"}})
 
     def stats(self, stream):
