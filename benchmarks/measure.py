@@ -58,9 +58,6 @@ def spawn(client: harness.HubClient, deadline: float) -> dict:
     return {"ready": ready - start, "answered": time.monotonic() - start, "refusals": refusals}
 
 
-TURN_SETTLE = 15  # seconds after the monitoring starts or stops: a scrape interval, so that a spawn meets its work
-
-
 def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "benchwarm") -> dict:
     """One user's server started and stopped `runs` times, after an untimed first start (the
     image is present, the home exists, first-login setup has run)."""
@@ -73,25 +70,6 @@ def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "
         times.append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
         client.stop_server()
     return percentiles(times)
-
-
-def warm_spawns_in_turns(setup, admin: harness.HubClient, runs: int, user: str = "benchwarmturns") -> dict:
-    """Warm spawns with the monitoring running and stopped, in turns on one deployment (which goes
-    first alternates): what the monitoring costs a spawn, without the difference between two
-    deployments brought up one after the other. Ends with it running."""
-    setup.prepare_user(admin, user)
-    client = setup.login(user)
-    spawn(client, time.monotonic() + SPAWN_TIMEOUT)
-    client.stop_server()
-    times = {True: [], False: []}
-    for i in range(runs):
-        for running in (True, False) if i % 2 == 0 else (False, True):
-            setup.run_monitoring(running)
-            time.sleep(TURN_SETTLE)
-            times[running].append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
-            client.stop_server()
-    setup.run_monitoring(True)
-    return {"on": percentiles(times[True]), "off": percentiles(times[False])}
 
 
 def first_spawns(setup: Setup, admin: harness.HubClient, users: int) -> dict:
