@@ -141,6 +141,19 @@ class Deployment:
         """The id of a compose service's running container ("" if none runs)."""
         return self.compose("ps", "-q", service).stdout.strip()
 
+    def prometheus(self, query: str) -> list[str]:
+        """The answer of the deployment's Prometheus (COMPOSE_PROFILES=monitoring) to a PromQL query
+        now, a line per series (promtool, in its own container: nothing else reaches it)."""
+        out = self.compose("exec", "-T", "prometheus", "promtool", "query", "instant", "http://127.0.0.1:9090", query).stdout
+        return [line for line in out.splitlines() if "=>" in line]
+
+    def wait_for_series(self, query: str, timeout: float = 90) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not (found := self.prometheus(query)):
+            assert time.monotonic() < deadline, f"Prometheus has no {query} after {timeout} s"
+            time.sleep(3)
+        return found
+
     def service_log(self, service: str) -> str:
         """What a service's container printed (docker logs: compose's own adds terminal codes)."""
         container = self.compose("ps", "-a", "-q", service).stdout.strip()
@@ -157,7 +170,7 @@ class Deployment:
         """Removes everything the deployment made: containers (user servers too), volumes, networks."""
         if (self.dir / self.compose_file).exists():
             self.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
-        # Swarm mode: the servers' services (labhub.swarm) and the guard agent's (labhub.guard).
+        # Swarm mode: the servers' services (labhub.swarmspawner) and the guard agent's (labhub.guard).
         services = run("docker", "service", "ls", "-q", "--filter", f"name={self.project}-", check=False, env=self.env)
         if services.returncode == 0 and services.stdout.split():
             self.docker("service", "rm", *services.stdout.split(), check=False)

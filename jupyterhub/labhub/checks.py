@@ -188,7 +188,9 @@ def probed_engine_problems(engine: docker.DockerClient, stack: Stack, s: Setting
     problems = [str(error) for error in facts.errors] + catalog + engine_problems(engine, stack, facts, s)
     if s.swarm and not facts.errors:  # every node must have LabHub's images and host folders, and IPsec
         refs = [flavor.ref for flavor in images.built_flavors(engine).values()]
-        problems += swarm.node_problems(engine, s, refs, stack.hub_image_name)
+        # The monitoring's image, where it runs: every other node runs node-exporter of it.
+        prometheus = [c.attrs["Config"]["Image"] for c in stack.service_containers(engine, "prometheus")]
+        problems += swarm.node_problems(engine, s, refs, stack.hub_image_name, next(iter(prometheus), None))
     return problems
 
 

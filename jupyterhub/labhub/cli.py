@@ -120,7 +120,7 @@ def do_nodes(args) -> None:
     if args.action == "add":
         print("On the new machine (Docker installed, the shared storage mounted at the same paths), run:")
         print(f"  {swarm.join_command(engine)}")
-        print("then, here: ./labhub nodes push (copies the user images and the hub's there)")
+        print("then, here: ./labhub nodes push (copies the user images, the hub's and the monitoring's there)")
     elif args.action in ("drain", "undrain"):
         if not args.node:
             raise SettingError(f"labhub nodes {args.action}: name the node, e.g. ./labhub nodes {args.action} gpu-box")
@@ -215,8 +215,8 @@ def main(argv=None) -> None:
                   "Swarm mode (LABHUB_SWARM, README: More than one machine). `nodes` lists the nodes with their "
                   "resources and servers; `nodes add` prints the command that joins a new machine; `nodes drain NODE` "
                   "keeps new servers off NODE (running ones stay until they stop), `nodes undrain NODE` lets them back. "
-                  "On the host, `./labhub nodes push [DOCKER_HOST...]` copies the user images and the hub's to the other "
-                  "nodes (by default over ssh, to ssh://<node>).")
+                  "On the host, `./labhub nodes push [DOCKER_HOST...]` copies the user images, the hub's and the "
+                  "monitoring's to the other nodes (by default over ssh, to ssh://<node>).")
     sub.add_argument("action", nargs="?", default="list", choices=("list", "add", "drain", "undrain"))
     sub.add_argument("node", nargs="?", help="the node's host name, as `./labhub nodes` lists it")
     command("homes", do_homes, "list every user's home with the disk it takes (files and installed packages) and its "

@@ -2,13 +2,17 @@
 README: Monitoring; not a `labhub` command, whose imports would triple its memory): what no packaged exporter gives about user servers on Docker.
 
 Per server: CPU time, memory against its limit, processes killed for memory, starts, GPUs held,
-last activity, image and node. Per home: use against its quota. In swarm mode: each node's state.
+last activity, image and node. Per home: use against its quota. In swarm mode: each node's state,
+and the other nodes' parts kept running (labhub.monitoring.keep_node_services); on each of those
+nodes `python -m labhub.exporter --node PREFIX` gives the CPU, memory, kills and starts of the
+servers there, which only that node's engine knows.
 It reads the engine (its socket) and the hub's database (read-only) and serves only on the
-monitoring network; user servers get nothing from it.
+monitoring network (in swarm mode, the nodes' one too); user servers get nothing from it.
 """
 
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +22,13 @@ import docker
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from . import settings, status
+from . import monitoring, settings, status, swarm
 from .settings import DATABASE, Settings
 from .stack import Stack, own
 
 log = logging.getLogger("labhub.exporter")
-PORT = 9101
+PORT = monitoring.EXPORTER_PORT
+NODES_EVERY = 30  # seconds between looks at the other nodes' parts (swarm mode)
 SAMPLERS = 32  # servers sampled at once: a scrape takes about a second per 32 servers
 HOMES_EVERY = 300  # seconds between measurements of the homes (du over every home is slow)
 SERVER = ("user", "server")
@@ -56,11 +61,11 @@ def gpu_count(gpus: str) -> float:
 
 class Collector:
     """Reads the engine at each scrape (a sample of every server's container at once), and the
-    homes every HOMES_EVERY seconds in the background."""
+    homes every HOMES_EVERY seconds in the background. Without a stack and settings, a node's
+    sampler (swarm mode): only the use of the servers on this engine."""
 
-    def __init__(self, engine: docker.DockerClient, stack: Stack, s: Settings):
-        self.engine, self.stack, self.s = engine, stack, s
-        self.prefix = f"{stack.container_prefix}-"
+    def __init__(self, engine: docker.DockerClient, prefix: str, stack: Stack | None = None, s: Settings | None = None):
+        self.engine, self.prefix, self.stack, self.s = engine, prefix, stack, s
         self.homes: list[status.Home] = []
         self.homes_measured = 0.0
 
@@ -109,13 +114,24 @@ class Collector:
         held = GaugeMetricFamily("labhub_server_gpu_info", "A GPU a server holds", labels=[*SERVER, "gpu"])
         activity = GaugeMetricFamily("labhub_server_last_activity_timestamp_seconds",
                                      "When the hub last saw activity in the server", labels=SERVER)
+        sampled = self._sampled()
+        for server, cpu_seconds in sampled:
+            owner = (server.user, server.name)
+            memory.add_metric(owner, server.memory)
+            cpu.add_metric(owner, cpu_seconds)
+            # Counted from zero while the server runs, so that its first kill is an increase.
+            OOM_KILLS.labels(*owner)
+            STARTS.labels(*owner)
+        yield from (cpu, memory)
+        if self.s is None:  # a node's sampler
+            return
         seen = last_activity(DATABASE)
-        for server, cpu_seconds in self._running():
+        # Who runs what where: this engine's servers, or in swarm mode every node's (the services).
+        described = (status.servers(self.engine, self.stack, swarm_mode=True) if self.s.swarm
+                     else [server for server, _ in sampled])
+        for server in described:
             owner = (server.user, server.name)
             info.add_metric([*owner, server.image, server.node], 1)
-            if server.memory is not None:
-                memory.add_metric(owner, server.memory)
-                cpu.add_metric(owner, cpu_seconds)
             limit.add_metric(owner, server.memory_limit)
             gpus.add_metric(owner, gpu_count(server.gpus))
             for gpu in server.gpus.split(","):
@@ -123,22 +139,16 @@ class Collector:
                     held.add_metric([*owner, gpu], 1)
             if owner in seen:
                 activity.add_metric(owner, seen[owner])
-            # Counted from zero while the server runs, so that its first kill is an increase.
-            OOM_KILLS.labels(*owner)
-            STARTS.labels(*owner)
-        yield from (info, cpu, memory, limit, gpus, held, activity)
+        yield from (info, limit, gpus, held, activity)
         yield from self._homes()
         if self.s.swarm:
             nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])
-            for node in status.load_swarm().nodes(self.engine):
+            for node in swarm.nodes(self.engine):
                 nodes.add_metric([node.hostname, node.role], 1 if node.state == "ready" else 0)
             yield nodes
 
-    def _running(self) -> list[tuple[status.Server, float]]:
-        """The running servers with their use and CPU time (None in swarm mode: a node's engine
-        alone samples its containers)."""
-        if self.s.swarm:
-            return [(server, None) for server in status.servers(self.engine, self.stack, swarm_mode=True)]
+    def _sampled(self) -> list[tuple[status.Server, float]]:
+        """The servers running on this engine, with their use and CPU time."""
         containers = [c for c in self.engine.containers.list(filters={"name": f"^{self.prefix}"})
                       if c.name.startswith(self.prefix)]
         # At once: the engine answers a sample at its next collection, about a second away.
@@ -159,14 +169,35 @@ class Collector:
         yield from (used, quota, enforced, measured)
 
 
-def main() -> None:
+def keep_node_services(engine: docker.DockerClient, stack: Stack) -> None:
+    """Swarm mode, forever (a thread): the other nodes' parts running, Prometheus on their network."""
+    encryption = swarm.Encryption(engine, stack.hub_image_name)
+    while True:
+        try:
+            prometheus = stack.service_containers(engine, "prometheus")
+            if prometheus:
+                monitoring.keep_node_services(engine, stack, prometheus[0].attrs["Config"]["Image"], encryption)
+        except Exception:  # the next round tries again
+            log.exception("keeping the other nodes' monitoring running")
+        time.sleep(NODES_EVERY)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m labhub.exporter`: the manager's (or the only machine's); `--node PREFIX`: a
+    swarm node's sampler of the servers whose containers' names start with PREFIX."""
+    argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s labhub exporter: %(message)s")
-    s = settings.load()
     engine = docker.from_env()
-    collector = Collector(engine, own(engine), s)
+    if argv[:1] == ["--node"]:
+        collector, work = Collector(engine, argv[1]), []
+    else:
+        s = settings.load()
+        stack = own(engine)
+        collector = Collector(engine, f"{stack.container_prefix}-", stack, s)
+        work = [collector.measure_homes] + ([lambda: keep_node_services(engine, stack)] if s.swarm else [])
     REGISTRY.register(collector)
-    for work in (collector.measure_homes, collector.watch_events):
-        threading.Thread(target=work, daemon=True).start()
+    for job in (collector.watch_events, *work):
+        threading.Thread(target=job, daemon=True).start()
     start_http_server(PORT, registry=REGISTRY)
     log.info("serving metrics on :%d", PORT)
     threading.Event().wait()

@@ -6,9 +6,15 @@ server joins. Off, nothing of it runs and the hub is as without it.
 Here: the hub's part (a `prometheus` service whose token may read the hub's metrics, and the admin
 page, labhub.dashboard, a hub-managed service only admins may open), and what the setup step writes
 for the monitoring services from the settings (the token, Alertmanager's receivers).
+
+In swarm mode the compose services see the manager alone. Every other node gets node-exporter and
+LabHub's exporter in node mode (its servers' CPU and memory) as global Swarm services, on an overlay
+network of their own that Prometheus joins and no user server does (keep_node_services, run by the
+manager's exporter, which keeps Prometheus on it as it is recreated).
 """
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -16,7 +22,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import chp, hooks, network
+import docker
+from docker.errors import NotFound
+from docker.types import (ContainerSpec, EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, Placement,
+                          RestartPolicy, ServiceMode, TaskTemplate)
+
+from . import chp, hooks, network, swarm
 from .settings import SMTP_PASSWORD, Settings, SettingError
 
 if TYPE_CHECKING:
@@ -31,6 +42,14 @@ SITE_MOUNT = "/etc/labhub-monitoring/site"  # where the monitoring services moun
 DASHBOARD_PORT = 9180
 PROMETHEUS_URL = "http://prometheus:9090"
 ALERTMANAGER_URL = "http://alertmanager:9093"
+# Swarm mode: the other nodes' parts, by their names on the nodes' monitoring network (DNS round
+# robin over every node's task: Prometheus's scrape jobs look them up), and that network's.
+NODE_EXPORTER, NODE_SAMPLER = "swarm-node-exporter", "swarm-node-sampler"
+NODE_SERVICE_LABEL = "labhub.monitoring-node"  # on their services: the image they run (made anew for another)
+SWARM_SCRAPES = "scrape-swarm.yml"  # in the configuration volume, in swarm mode only
+EXPORTER_PORT = 9101  # LabHub's exporter's, on every node
+
+log = logging.getLogger("labhub.monitoring")
 
 
 def enabled(environ) -> bool:
@@ -105,11 +124,93 @@ def write_config(s: Settings, secret_dir: Path, config_dir: Path = CONFIG_DIR) -
     files["alertmanager.yml"] = json.dumps(alertmanager_config(s, f"{SITE_MOUNT}/smtp-password"), indent=1)
     files["blackbox.yml"] = json.dumps(blackbox_config(s), indent=1)
     files["front-door.json"] = json.dumps([{"targets": [front_door(s)]}])
+    (config_dir / SWARM_SCRAPES).unlink(missing_ok=True)
+    if s.swarm:
+        files[SWARM_SCRAPES] = json.dumps({"scrape_configs": swarm_scrapes()}, indent=1)
     for name, text in files.items():
         path = config_dir / name
         path.write_text(text)
         path.chmod(0o600)
         os.chown(path, 65534, 65534)
+
+
+def swarm_scrapes() -> list[dict]:
+    """Prometheus's jobs for the other nodes' parts: every task the name resolves to."""
+    return [{"job_name": "swarm-node", "dns_sd_configs": [{"names": [NODE_EXPORTER], "type": "A", "port": 9100}]},
+            {"job_name": "swarm-labhub", "dns_sd_configs": [{"names": [NODE_SAMPLER], "type": "A", "port": EXPORTER_PORT}]}]
+
+
+def nodes_network_name(project: str) -> str:
+    return f"{project}-monitoring-nodes"
+
+
+def _node_services(stack, monitoring_image: str) -> dict[str, tuple[str, ContainerSpec]]:
+    """name on the nodes' network -> (the image it runs, its container): each read-only, as
+    nobody where it can, with every capability dropped, named after its node (node_uname_info)."""
+    common = {"hostname": "{{.Node.Hostname}}", "read_only": True, "cap_drop": ["ALL"]}
+    return {
+        NODE_EXPORTER: (monitoring_image, ContainerSpec(
+            monitoring_image, command=["prometheus-node-exporter", "--path.rootfs=/host",
+                                       "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|etc|var/lib/docker/.+)($|/)"],
+            mounts=[Mount("/host", "/", type="bind", read_only=True)], user="65534:65534", **common)),
+        # The engine's socket, as the manager's exporter has it; root without capabilities. Its own
+        # health check (the image's is the hub's, which would have Swarm kill it as unhealthy).
+        NODE_SAMPLER: (stack.hub_image_name, ContainerSpec(
+            stack.hub_image_name, command=["python", "-m", "labhub.exporter", "--node", f"{stack.container_prefix}-"],
+            mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")], healthcheck=Healthcheck(
+                test=["CMD", "python", "-c", "import urllib.request; "
+                      f"urllib.request.urlopen('http://127.0.0.1:{EXPORTER_PORT}/metrics', timeout=5)"],
+                interval=10 * 10**9, timeout=6 * 10**9, retries=3), **common)),
+    }
+
+
+def keep_node_services(engine: docker.DockerClient, stack, monitoring_image: str, encryption: "swarm.Encryption") -> None:
+    """Swarm mode: node-exporter and LabHub's exporter on every node but this one (its compose
+    services do it here), on the nodes' monitoring network, with Prometheus on it; services made
+    anew for other images (an upgrade). Run again and again: it changes only what is missing."""
+    name = nodes_network_name(stack.project)
+    try:
+        nodes_network = engine.networks.get(name)
+    except NotFound:
+        # Encrypted when every node servers may land on can (as the servers' networks are).
+        options = None if encryption.lacking() else {"encrypted": ""}
+        nodes_network = network.allocated(engine.networks.create(
+            name, driver="overlay", attachable=True, options=options, labels={NODE_SERVICE_LABEL: stack.project}))
+    here = engine.info()["Swarm"]["NodeID"]
+    for alias, (image, container) in _node_services(stack, monitoring_image).items():
+        image_id = engine.images.get(image).id
+        service_name = f"{stack.project}-{alias}"
+        try:
+            service = engine.services.get(service_name)
+        except NotFound:
+            service = None
+        if service and service.attrs["Spec"].get("Labels", {}).get(NODE_SERVICE_LABEL) != image_id:
+            service.remove()
+            service = None
+        if not service:
+            engine.api.create_service(
+                TaskTemplate(container, networks=[NetworkAttachmentConfig(name, aliases=[alias])],
+                             placement=Placement(constraints=[f"node.id!={here}"]),
+                             restart_policy=RestartPolicy("any", delay=5 * 10**9)),
+                name=service_name, mode=ServiceMode("global"), endpoint_spec=EndpointSpec(mode="dnsrr"),
+                labels={NODE_SERVICE_LABEL: image_id})
+            log.info("Started %s on every other node", service_name)
+    nodes_network.reload()
+    for prometheus in stack.service_containers(engine, "prometheus"):
+        if prometheus.id not in (nodes_network.attrs.get("Containers") or {}):
+            nodes_network.connect(prometheus)
+            log.info("Put Prometheus on %s", name)
+
+
+def remove_node_services(engine: docker.DockerClient, project: str) -> None:
+    """The other nodes' parts, when the monitoring is off (the hub's start)."""
+    for service in engine.services.list(filters={"label": NODE_SERVICE_LABEL}):
+        if service.name.startswith(f"{project}-"):
+            service.remove()
+    try:
+        engine.networks.get(nodes_network_name(project)).remove()
+    except docker.errors.APIError:  # NotFound too
+        pass
 
 
 TEST_ALERT = "LabHubTest"
@@ -140,6 +241,8 @@ def send_test_alert(engine, stack, s: Settings) -> str:
 
 def configure(c, ctx: "HubContext") -> None:
     if not enabled(ctx.environ):
+        if ctx.settings.swarm:
+            remove_node_services(ctx.engine, ctx.stack.project)
         return
     hooks.merge(c, "services", [
         # Made by the setup step (secret/ is read-only here).

@@ -259,20 +259,8 @@ class ServerNetworks:
                 if "overlap" not in str(e).lower():
                     raise
                 continue
-            return self._allocated(network)
+            return allocated(network)
         raise RuntimeError(f"could not find a free subnet for {name} in LABHUB_USER_SUBNETS={self.pool}")
-
-    @staticmethod
-    def _allocated(network):
-        """The network once it has its subnet (at once, but for a swarm's overlay network)."""
-        deadline = time.monotonic() + ALLOCATION_SECONDS
-        while not network.attrs["IPAM"].get("Config"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Swarm gave network {network.name} no subnet within {ALLOCATION_SECONDS} s; "
-                                   "see the manager's engine log")
-            time.sleep(0.2)
-            network.reload()
-        return network
 
     def _remove(self, network) -> None:
         try:
@@ -282,6 +270,18 @@ class ServerNetworks:
             network.remove()
         except APIError as e:  # e.g. a container that has not gone yet: the next hub start retries
             log.warning("Could not remove network %s: %s", network.name, e)
+
+
+def allocated(network):
+    """The network once it has its subnet (at once, but for a swarm's overlay network)."""
+    deadline = time.monotonic() + ALLOCATION_SECONDS
+    while not network.attrs["IPAM"].get("Config"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Swarm gave network {network.name} no subnet within {ALLOCATION_SECONDS} s; "
+                               "see the manager's engine log")
+        time.sleep(0.2)
+        network.reload()
+    return network
 
 
 def configure(c, ctx: "HubContext") -> None:

@@ -110,8 +110,8 @@ async def until_answers(url: str, seconds: float) -> bool:
 def configure(c, ctx: "HubContext") -> None:
     cpus, s = ctx.facts.cpus, ctx.settings
     if s.swarm:
-        # By name, as JupyterHub imports it: labhub.swarm builds on this module, which must not import it back.
-        c.JupyterHub.spawner_class = "labhub.swarm.SwarmServerSpawner"
+        # By name, as JupyterHub imports it: labhub.swarmspawner builds on this module, which must not import it back.
+        c.JupyterHub.spawner_class = "labhub.swarmspawner.SwarmServerSpawner"
         # A failed node's servers show as stopped within a poll of its being marked down (12-15 s).
         c.Spawner.poll_interval = 10
     else:

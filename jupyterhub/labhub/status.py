@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import docker
 from escapism import unescape
 
-from . import quota, storage
+from . import quota, storage, swarm
 from .settings import DATABASE, Settings
 from .stack import ASSIGNED_LABEL, SERVER_LABEL, Stack
 from .terminal import columns, printable
@@ -90,13 +90,6 @@ def _sampled(container, prefix: str) -> Server | None:
         return None
 
 
-def load_swarm():
-    """labhub.swarm, for swarm mode alone: it loads DockerSpawner and JupyterHub, which the exporter
-    (a process of its own) otherwise does without."""
-    from . import swarm
-    return swarm
-
-
 def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Server:
     """A server's service and its running task (swarm mode): who, what and where from the
     manager's view; its use of CPU and memory is its node's to tell."""
@@ -106,7 +99,7 @@ def _swarm_server(service: dict, task: dict, hostnames: dict[str, str]) -> Serve
     return Server(user=env.get("JUPYTERHUB_USER", ""), name=env.get("JUPYTERHUB_SERVER_NAME", ""),
                   image=spec["ContainerSpec"]["Image"].split("@")[0], started=started, cpu_percent=None, memory=None,
                   memory_limit=spec.get("Resources", {}).get("Limits", {}).get("MemoryBytes", 0),
-                  gpus=",".join(load_swarm().gpu_ids(task.get("GenericResources"))),  # assigned to the task
+                  gpus=",".join(swarm.gpu_ids(task.get("GenericResources"))),  # assigned to the task
                   node=hostnames.get(task.get("NodeID", ""), task.get("NodeID", "")[:12]))
 
 
@@ -117,9 +110,9 @@ def _running_tasks(engine: docker.DockerClient) -> dict[str, dict]:
 
 def servers(engine: docker.DockerClient, stack: Stack, swarm_mode: bool = False) -> list[Server]:
     prefix = f"{stack.container_prefix}-"
-    if swarm_mode:  # services (labhub.swarm), on any node
+    if swarm_mode:  # services (labhub.swarmspawner), on any node
         services = [sv for sv in engine.api.services(filters={"name": prefix}) if sv["Spec"]["Name"].startswith(prefix)]
-        tasks, hostnames = _running_tasks(engine), {node.id: node.hostname for node in load_swarm().nodes(engine)}
+        tasks, hostnames = _running_tasks(engine), {node.id: node.hostname for node in swarm.nodes(engine)}
         found = [_swarm_server(sv, tasks[sv["ID"]], hostnames) for sv in services if sv["ID"] in tasks]
         return sorted(found, key=lambda s: (s.user, s.name))
     running = [c for c in engine.containers.list(filters={"name": f"^{prefix}"}) if c.name.startswith(prefix)]
@@ -150,7 +143,7 @@ def nodes_table(engine: docker.DockerClient) -> str:
     servers = {service["ID"] for service in engine.api.services(filters={"label": SERVER_LABEL})}
     running = Counter(task.get("NodeID") for service, task in _running_tasks(engine).items() if service in servers)
     rows = [("NODE", "ROLE", "STATE", "TAKES SERVERS", "CPUS", "MEMORY", "GPUS", "SERVERS")]
-    for n in load_swarm().nodes(engine):
+    for n in swarm.nodes(engine):
         rows.append((n.hostname, n.role, n.state if n.availability == "active" else f"{n.state} ({n.availability})",
                      "yes" if n.takes_servers else "no (drained)", f"{n.cpus:g}", f"{n.memory / 2**30:.1f} GiB",
                      str(len(n.gpus)), str(running[n.id])))

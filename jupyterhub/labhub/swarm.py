@@ -5,19 +5,10 @@ NVIDIA-GPU). Everything else is as on one machine: the same images, limits, conf
 (on storage every node mounts at the same path), bootstrap, and a network of its own per server
 (an attachable overlay, labhub.network) that only the hub and the routing proxy join.
 
-DockerSpawner's SwarmSpawner (14.0) does the service's life cycle. This subclass carries what it
-lacks for LabHub:
-- the spawner's mounts (it turns only `volumes` into bind mounts and ignores `mounts`) and the
-  confinement of labhub.containers (it ignores extra_host_config), put in the service's spec;
-- DNS round robin instead of a virtual IP (which needs IPVS), and the route to the task's own
-  address: the service's name resolves to stale tasks for a while after a restart;
-- no restart by Swarm: a server whose node fails shows as stopped, and its user's next start
-  places it again, on a node that is up;
-- a start that cannot happen (no node with room, a missing image or host folder on the chosen
-  node) fails at once with Swarm's reason, instead of at the end of the start timeout.
+Servers are started by labhub.swarmspawner; this module is what the hub, `labhub check`,
+`status` and the exporter know of the nodes (it loads neither DockerSpawner nor JupyterHub).
 """
 
-import asyncio
 import ipaddress
 import logging
 import re
@@ -28,34 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import docker
-from docker.errors import NotFound
-from docker.types import (ContainerSpec, EndpointSpec, Placement, Resources, RestartPolicy, ServiceMode,
-                          TaskTemplate)
-from dockerspawner import SwarmSpawner
-from tornado import web
-from traitlets import Callable, Dict, List, Union
+from docker.types import ContainerSpec, Placement, RestartPolicy, ServiceMode, TaskTemplate
 
 from .settings import SettingError, Settings, fail
-from .spawner import PromptDockerSpawner, server_name
-from .stack import SERVER_LABEL
 from .storage import host_folders
 
 log = logging.getLogger("JupyterHub")
 
 GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
 SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
-# Each server reserves this share of its memory limit on its node, and Swarm places it where that
-# much is not reserved yet: most servers sit idle most of the time, so a node takes limits worth
-# four times its memory, as servers on one machine share it.
-MEMORY_RESERVED = 0.25
-PENDING_SECONDS = 10  # a server no node has room for is refused after this long
 POLL_SECONDS = 0.1
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
-# What the admin can do about a task Swarm refused, by what Swarm said.
 PUSH_HINT = "copy LabHub's images to every node with `./labhub nodes push`"
-HINTS = {"No such image": PUSH_HINT,
-         "bind source path does not exist": "every node needs the host folders at the same path (NFS)"}
-NODE_GONE = {"down", "unknown", "disconnected"}
 # Run on a node, of the hub's image, with NET_ADMIN in its own network namespace: what Docker's
 # encrypted overlay networks need of the node's kernel (ESP with AES-GCM, iptables' policy match).
 IPSEC_PROBE = """ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 reqid 1 mode transport \\
@@ -145,122 +120,6 @@ def placement_constraints(listed: list[dict]) -> list[str]:
     return [f"node.id!={node.id}" for node in parse_nodes(listed) if not node.takes_servers]
 
 
-class SwarmServerSpawner(PromptDockerSpawner, SwarmSpawner):
-    # SwarmSpawner shadows DockerSpawner's `mounts` setting with a property: it is a setting again here.
-    mounts = List(config=True, help="As DockerSpawner.mounts: docker.types.Mount arguments, with {username}.")
-    generic_resources = Union([Callable(), Dict()], default_value={}, config=True,
-                              help="Swarm generic resources per server, e.g. {'NVIDIA-GPU': 1}, or a function of the spawner.")
-
-    async def _evaluated(self, value):
-        value = self._eval_if_callable(value)
-        if asyncio.iscoroutine(value):
-            value = await value
-        return self._render_templates(value)
-
-    async def create_object(self):
-        host = await self._evaluated(self.extra_host_config)
-        create = await self._evaluated(self.extra_create_kwargs)
-        container = ContainerSpec(
-            image=self.image, args=await self.get_command(), env=self.get_env(), user=create.pop("user", None),
-            labels=create.pop("labels", None), mounts=self.mount_binds + SwarmSpawner.mounts.fget(self),
-            **container_options(host))
-        if create:
-            raise SettingError(f"extra_create_kwargs {', '.join(sorted(create))}: not supported in swarm mode")
-        resources = Resources(mem_limit=self.mem_limit, mem_reservation=int(self.mem_limit * MEMORY_RESERVED) if self.mem_limit else None,
-                              cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None,
-                              generic_resources=await self._evaluated(self.generic_resources) or None)
-        if host.get("pids_limit"):
-            resources.setdefault("Limits", {})["Pids"] = host["pids_limit"]
-        task = TaskTemplate(container_spec=container, resources=resources, networks=[self.network_name],
-                            placement=Placement(constraints=placement_constraints(await self.docker("nodes"))),
-                            restart_policy=RestartPolicy(condition="none"))
-        service = await self.docker("create_service", task_template=task, name=self.service_name,
-                                    endpoint_spec=EndpointSpec(mode="dnsrr"),
-                                    labels={SERVER_LABEL: server_name(self)})
-        while not await self.docker("tasks", filters={"service": self.service_name}):
-            await asyncio.sleep(POLL_SECONDS)
-        return service
-
-    async def _task(self) -> dict | None:
-        """The service's newest task (one per service: Swarm never restarts it); None without the service."""
-        try:
-            tasks = await self.docker("tasks", filters={"service": self.service_name})
-        except NotFound:
-            return None
-        return max(tasks, key=lambda t: t["CreatedAt"]) if tasks else None
-
-    async def _node_name(self, task: dict) -> str:
-        try:
-            node = await self.docker("inspect_node", task.get("NodeID") or "")
-            return node["Description"]["Hostname"]
-        except docker.errors.APIError:  # NotFound too
-            return "no node"
-
-    async def start_object(self):
-        """Waits until the task runs; fails at once on a task Swarm refused or ended, and after
-        PENDING_SECONDS on one no node has room for."""
-        since = time.monotonic()
-        while True:
-            task = await self._task()
-            status = task["Status"] if task else {"State": "remove", "Err": "the service is gone"}
-            state = status["State"]
-            if state == "running":
-                return
-            if state in ENDED:
-                raise refusal(500, f"the server could not start on {await self._node_name(task)}: "
-                                   f"{explained(status.get('Err') or status.get('Message') or state)}")
-            if state == "pending" and time.monotonic() - since > PENDING_SECONDS:
-                raise refusal(503, f"no node has room for this server now ({status.get('Err', 'pending')}); "
-                                   "try again when servers have stopped")
-            await asyncio.sleep(POLL_SECONDS)
-
-    async def get_ip_and_port(self):
-        """The task's own address on the server's network (the service name may resolve to a task
-        that is gone)."""
-        task = await self._task()
-        for attachment in (task or {}).get("NetworksAttachments") or []:
-            if attachment["Network"]["Spec"]["Name"] == self.network_name:
-                return attachment["Addresses"][0].split("/")[0], self.port
-        raise RuntimeError(f"service {self.service_name} has no address on {self.network_name}")
-
-    async def poll(self):
-        """None while the task runs on a node that is up. A task on a node that is down (the node
-        failed, or left) counts as stopped: its service is removed, so the next start is placed
-        afresh."""
-        task = await self._task()  # None once the service is gone
-        if task is None or task["Status"]["State"] in ENDED:
-            return task["Status"]["State"] if task else 0
-        if not task.get("NodeID"):  # not placed yet
-            return None
-        try:
-            node = await self.docker("inspect_node", task["NodeID"])
-        except NotFound:
-            node = {"Status": {"State": "down"}, "Description": {"Hostname": task["NodeID"][:12]}}
-        if node["Status"]["State"] in NODE_GONE:
-            self.log.warning("%s: its node %s is %s; counting the server as stopped", self._log_name,
-                             node["Description"]["Hostname"], node["Status"]["State"])
-            await self.remove_object()
-            return f"node {node['Description']['Hostname']} is {node['Status']['State']}"
-        return None
-
-    async def remove_object(self):
-        try:
-            await super().remove_object()
-        except NotFound:
-            pass
-
-
-def refusal(status: int, message: str) -> web.HTTPError:
-    """A failed start whose reason JupyterHub shows (on the spawn page, and in the API's answer)."""
-    return web.HTTPError(status, message.replace("%", "%%"))
-
-
-def explained(error: str) -> str:
-    """Swarm's reason, with what the admin can do about it."""
-    hint = next((hint for cause, hint in HINTS.items() if cause in error), "")
-    return f"{error} ({hint}; README, More than one machine)" if hint else error
-
-
 def _probe(engine: docker.DockerClient, node: Node, image: str, command=("true",), folders=(), cap_add=None) -> str:
     """Runs a one-off task of image on node (the command, with the host folders mounted): "" when
     it ran and exited 0, else Swarm's reason (a missing image or folder is refused at once, an exit
@@ -320,13 +179,14 @@ class Encryption:
             return {node.hostname: self.problems[node.id][0] for node in placed if self.problems[node.id][0]}
 
 
-def node_problems(engine: docker.DockerClient, s: Settings, images: list[str], hub_image: str) -> list[str]:
+def node_problems(engine: docker.DockerClient, s: Settings, images: list[str], hub_image: str,
+                  monitoring_image: str | None = None) -> list[str]:
     """For every node servers may land on, every problem at once: an image it lacks (the user
     images, and the hub's, which runs the private-network guard and the IPsec probe there), a host
     folder it lacks (looked for with an image it has), and a kernel that cannot encrypt."""
     folders = host_folders(s)
     placed = server_nodes(engine)
-    jobs = [(node, image) for node in placed for image in (*images, hub_image)]
+    jobs = [(node, image) for node in placed for image in (*images, hub_image, *filter(None, [monitoring_image]))]
     with ThreadPoolExecutor() as pool:
         found = dict(zip(jobs, pool.map(lambda job: _probe(engine, *job), jobs)))
 
@@ -342,6 +202,7 @@ def node_problems(engine: docker.DockerClient, s: Settings, images: list[str], h
     for (node, image), error in found.items():
         if "No such image" in error:
             what = ("the hub's: the private-network guard runs it there, and the IPsec probe" if image == hub_image
+                    else "the monitoring's: node-exporter runs it there" if image == monitoring_image
                     else "so servers of it cannot start there")
             problems.append(f"node {node.hostname}: has no image {image} ({what}); {PUSH_HINT} "
                             "(README, More than one machine)")

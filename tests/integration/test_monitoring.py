@@ -122,21 +122,6 @@ def lab(disk, artifacts):
             deployment.mail.stop()
 
 
-def prometheus(lab, query: str) -> list[str]:
-    """The answer of Prometheus to a PromQL query now, a line per series (promtool, in its own
-    container: nothing else reaches it)."""
-    out = lab.compose("exec", "-T", "prometheus", "promtool", "query", "instant", "http://127.0.0.1:9090", query).stdout
-    return [line for line in out.splitlines() if "=>" in line]
-
-
-def wait_for_series(lab, query: str, timeout: float = 90) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while not (found := prometheus(lab, query)):
-        assert time.monotonic() < deadline, f"Prometheus has no {query} after {timeout} s"
-        time.sleep(3)
-    return found
-
-
 @pytest.fixture(scope="module")
 def admin(lab) -> harness.HubClient:
     return harness.logged_in_admin(lab)
@@ -167,26 +152,26 @@ def test_alert_rules_and_the_configuration_pass_promtool_and_amtool(lab):
 def test_every_target_is_up(lab):
     deadline = time.monotonic() + 60
     while True:
-        down = [line for line in prometheus(lab, "up") if not line.split("=>")[1].strip().startswith("1 ")]
-        jobs = {line.split('job="')[1].split('"')[0] for line in prometheus(lab, "up == 1")}
+        down = [line for line in lab.prometheus("up") if not line.split("=>")[1].strip().startswith("1 ")]
+        jobs = {line.split('job="')[1].split('"')[0] for line in lab.prometheus("up == 1")}
         if not down and jobs >= {"hub", "node", "labhub", "front-door", "alertmanager", "prometheus"}:
             break
         assert time.monotonic() < deadline, f"targets down: {down}; up: {jobs}"
         time.sleep(3)
     # The front door's certificate, as users get it: LabHub's own, valid for years.
-    expiry = float(wait_for_series(lab, "probe_ssl_earliest_cert_expiry")[0].split("=>")[1].split()[0])
+    expiry = float(lab.wait_for_series("probe_ssl_earliest_cert_expiry")[0].split("=>")[1].split()[0])
     assert expiry - time.time() > 300 * 86400
 
 
 def test_a_running_servers_use_reaches_prometheus(lab, mona):
-    memory = wait_for_series(lab, 'labhub_server_memory_bytes{user="mona"} > 10e6')
-    limit = wait_for_series(lab, 'labhub_server_memory_limit_bytes{user="mona"}')
+    memory = lab.wait_for_series('labhub_server_memory_bytes{user="mona"} > 10e6')
+    limit = lab.wait_for_series('labhub_server_memory_limit_bytes{user="mona"}')
     assert float(limit[0].split("=>")[1].split()[0]) == 512 * 2**20, limit
-    wait_for_series(lab, 'labhub_server_cpu_seconds_total{user="mona"} > 0')
-    info = wait_for_series(lab, 'labhub_server_info{user="mona"}')
+    lab.wait_for_series('labhub_server_cpu_seconds_total{user="mona"} > 0')
+    info = lab.wait_for_series('labhub_server_info{user="mona"}')
     assert 'image="labhub/jupyterlab-base:latest"' in info[0], info
-    wait_for_series(lab, 'labhub_server_last_activity_timestamp_seconds{user="mona"}')
-    wait_for_series(lab, 'jupyterhub_running_servers{job="hub"} >= 1')
+    lab.wait_for_series('labhub_server_last_activity_timestamp_seconds{user="mona"}')
+    lab.wait_for_series('jupyterhub_running_servers{job="hub"} >= 1')
     assert memory
 
 
@@ -195,11 +180,11 @@ def test_a_process_killed_for_memory_is_counted(lab, mona):
         # Touches every page of 900 MiB in a 512 MiB server: the kernel's process is killed.
         mona.execute(mona.start_kernel(), "hog = bytearray(900 * 2**20); hog[::4096] = b'x' * len(hog[::4096])",
                      timeout=120)
-    wait_for_series(lab, 'labhub_server_oom_kills_total{user="mona"} >= 1', timeout=120)
+    lab.wait_for_series('labhub_server_oom_kills_total{user="mona"} >= 1', timeout=120)
 
 
 def test_the_admin_page_plots_for_admins_and_refuses_others(lab, admin, mona, artifacts):
-    wait_for_series(lab, 'labhub_server_memory_bytes{user="mona"}')
+    lab.wait_for_series('labhub_server_memory_bytes{user="mona"}')
     # The hub's menu offers it to admins alone.
     link = 'href="/services/monitoring/"'
     assert link in admin.http.get(admin.url("/hub/home"), timeout=60).text

@@ -25,7 +25,8 @@ LABEL org.labhub.flavor=gputest org.opencontainers.image.title="GPU test" org.la
 """
 
 
-SETTINGS = {"swarm": "true", "home_root": swarm.HOME_ROOT, "gpus_per_server": "1", "user_ids": "per-user"}
+SETTINGS = {"swarm": "true", "home_root": swarm.HOME_ROOT, "gpus_per_server": "1", "user_ids": "per-user",
+            "COMPOSE_PROFILES": "monitoring"}
 # In the site's own hub settings, where the README sends LDAP passwords and service tokens.
 SITE_SECRET = "ldap-password-Not-For-Users-4f1c"
 
@@ -36,7 +37,8 @@ def lab(artifacts):
     cluster = swarm.Swarm(ports)
     deployment = None
     try:
-        cluster.start(["labhub/hub:latest", "labhub/proxy:latest", "traefik:v3.7", "labhub/jupyterlab-base:latest"])
+        cluster.start(["labhub/hub:latest", "labhub/proxy:latest", "traefik:v3.7", "labhub/jupyterlab-base:latest",
+                       "labhub/monitoring:latest"])
         deployment = harness.Deployment("labhubswarm", ports, docker_host=cluster.manager.docker_host)
         deployment.set_env(**SETTINGS)
         (deployment.dir / "jupyterhub/context/jupyterhub_config.d/site.py").write_text(
@@ -136,7 +138,8 @@ def test_check_finds_a_node_without_the_images_and_nodes_push_fills_it(lab):
     again = push(lab, lab.cluster.worker.docker_host)  # only what a node lacks
     after = lab.compose("run", "--rm", "-T", "admin", "check", check=False).stdout
     worker = lab.cluster.worker.name
-    for image in ("labhub/jupyterlab-base:latest", "labhub/hub:latest"):  # the hub's runs the guard there
+    # The hub's runs the guard there, the monitoring's node-exporter.
+    for image in ("labhub/jupyterlab-base:latest", "labhub/hub:latest", "labhub/monitoring:latest"):
         assert f"node {worker}: has no image {image}" in before, before
         assert f"copying {image}" in pushed and f"has {image}" in again, pushed + again
     assert "copying" not in again
@@ -197,9 +200,7 @@ def test_a_server_sees_of_the_sites_files_only_bootstrap_and_welcome(lab, users)
     assert lab.cluster.worker.exec("grep", "-rl", SITE_SECRET, swarm.HOME_ROOT + "/", check=False) == ""
 
 
-def test_a_server_reaches_the_hub_but_not_another_users_server_on_the_other_node(lab, users):
-    alice, bob = users["alice"], users["bob"]
-    reach = """
+REACH = """
 import urllib.request
 def reach(url):
     try:
@@ -207,13 +208,51 @@ def reach(url):
     except Exception as e:
         return type(e).__name__
 """
+
+
+def test_a_server_reaches_the_hub_but_not_another_users_server_on_the_other_node(lab, users):
+    alice, bob = users["alice"], users["bob"]
     kernel = alice.start_kernel()
-    assert '"version"' in alice.execute(kernel, reach + "reach('http://hub:8081/hub/api')")
+    assert '"version"' in alice.execute(kernel, REACH + "reach('http://hub:8081/hub/api')")
     # Bob's server answers /user/bob/api with its version to anyone who reaches it: alice must not
     # (checked by content: this machine's network proxy accepts any connection out).
     bob_url = f"http://{server_ip(lab, 'bob')}:8888/user/bob/api"
-    assert '"version"' in run_code(bob, reach + f"reach({bob_url!r})")  # it does answer, on its own network
-    assert '"version"' not in alice.execute(kernel, reach + f"reach({bob_url!r})")
+    assert '"version"' in run_code(bob, REACH + f"reach({bob_url!r})")  # it does answer, on its own network
+    assert '"version"' not in alice.execute(kernel, REACH + f"reach({bob_url!r})")
+
+
+def task_ips(lab, service: str) -> list[str]:
+    """The addresses of a service's running tasks, on every network they are on."""
+    tasks = lab.docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
+    return [address.split("/")[0] for task in tasks for address in
+            lab.docker("inspect", "-f", "{{range .NetworksAttachments}}{{index .Addresses 0}} {{end}}", task).split()]
+
+
+def test_the_other_nodes_host_and_servers_reach_prometheus_and_no_server_reaches_their_parts(lab, users):
+    """Monitoring on (COMPOSE_PROFILES=monitoring): the worker's node-exporter and LabHub's exporter
+    there run as global services on a network of their own, which Prometheus joins."""
+    worker, bob = lab.cluster.worker, users["bob"]  # bob's server runs on the worker
+    services = [f"{lab.project}-swarm-node-exporter", f"{lab.project}-swarm-node-sampler"]
+    try:
+        lab.wait_for_series(f'node_uname_info{{job="swarm-node", nodename="{worker.name}"}}', timeout=180)
+        lab.wait_for_series('labhub_server_memory_bytes{job="swarm-labhub", user="bob"} > 10e6', timeout=120)
+        lab.wait_for_series('labhub_server_cpu_seconds_total{job="swarm-labhub", user="bob"} > 0')
+    except AssertionError as e:  # what Prometheus and Swarm say of them
+        raise AssertionError("\n".join([str(e), *lab.prometheus('up{job=~"swarm-.*"} or labhub_server_memory_bytes'),
+                                        *(lab.docker("service", "ps", "--no-trunc", name, check=False) for name in services),
+                                        *(lab.docker("service", "logs", "--tail", "20", name, check=False) for name in services)]))
+    assert lab.wait_for_series(f'labhub_server_info{{user="bob", node="{worker.name}"}}')
+    # Alice's on the manager is the manager's exporter's, once.
+    assert len(lab.wait_for_series('labhub_server_memory_bytes{user="alice"}')) == 1
+    # Nothing of them answers bob's server: by name, at their tasks' addresses, at the node's.
+    targets = [f"http://{name}:{port}/metrics" for name, port in (("swarm-node-exporter", 9100), ("swarm-node-sampler", 9101))]
+    for service, port in zip(services, (9100, 9101)):
+        ips = task_ips(lab, service)
+        assert ips, f"{service} has no running task"
+        targets += [f"http://{ip}:{port}/metrics" for ip in ips] + [f"http://{worker.ip()}:{port}/metrics"]
+    answers = ast.literal_eval(run_code(bob, REACH + f"[reach(url) for url in {targets!r}]"))
+    # By what they answer (this machine's network proxy accepts any connection out).
+    assert not [url for url, answer in zip(targets, answers) if "# HELP" in answer], list(zip(targets, answers))
 
 
 # A VXLAN frame as another node would send it, made by a user's process with a plain UDP socket:

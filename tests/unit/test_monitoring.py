@@ -174,7 +174,7 @@ def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"), FakeContainer("lab-userx", "x", 1),
                   FakeContainer("lab-user-bo", "bo", None)]
     engine = type("Engine", (), {"containers": type("C", (), {"list": staticmethod(lambda filters: containers)})})
-    families = {f.name: f for f in exporter.Collector(engine, STACK, load()).collect()}
+    families = {f.name: f for f in exporter.Collector(engine, "lab-user-", STACK, load()).collect()}
     value = {name: [(s.labels, s.value) for s in f.samples] for name, f in families.items()}
     assert value["labhub_server_memory_bytes"] == [({"user": "ann", "server": ""}, 100 * 2**20)]
     assert value["labhub_server_memory_limit_bytes"] == [({"user": "ann", "server": ""}, 512 * 2**20)]
@@ -184,6 +184,36 @@ def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     assert value["labhub_server_info"] == [({"user": "ann", "server": "", "image": "labhub/jupyterlab-base:latest",
                                              "node": ""}, 1)]
     assert "labhub_swarm_node_up" not in value
+    # A swarm node's sampler: the use of the servers on its engine, nothing the manager tells.
+    families = {f.name: f for f in exporter.Collector(engine, "lab-user-").collect()}
+    assert sorted(families) == ["labhub_server_cpu_seconds_total", "labhub_server_memory_bytes"]
+    assert [s.labels for s in families["labhub_server_memory_bytes"].samples] == [{"user": "ann", "server": ""}]
+
+
+def test_in_swarm_mode_prometheus_looks_up_the_other_nodes_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(monitoring.os, "chown", lambda *args: None)
+    secret, site = tmp_path / "secret", tmp_path / "site"
+    secret.mkdir()
+    site.mkdir()
+    monitoring.write_config(load(swarm="true", home_root="/srv/homes"), secret, site)
+    jobs = json.loads((site / monitoring.SWARM_SCRAPES).read_text())["scrape_configs"]
+    assert [(job["job_name"], job["dns_sd_configs"][0]["names"], job["dns_sd_configs"][0]["port"]) for job in jobs] == \
+        [("swarm-node", ["swarm-node-exporter"], 9100), ("swarm-labhub", ["swarm-node-sampler"], 9101)]
+    assert "scrape-*.yml" in (REPO / "monitoring" / "prometheus.yml").read_text()
+    monitoring.write_config(load(), secret, site)  # out of swarm mode: gone
+    assert not (site / monitoring.SWARM_SCRAPES).exists()
+
+
+def test_the_other_nodes_parts_are_confined_and_named_after_their_node():
+    from contexts import STACK
+    services = monitoring._node_services(STACK, "labhub/monitoring:latest")
+    exporter_spec, sampler_spec = services["swarm-node-exporter"][1], services["swarm-node-sampler"][1]
+    for spec in (exporter_spec, sampler_spec):
+        assert spec["ReadOnly"] is True and spec["CapabilityDrop"] == ["ALL"] and spec["Hostname"] == "{{.Node.Hostname}}"
+    assert exporter_spec["User"] == "65534:65534" and exporter_spec["Mounts"][0]["ReadOnly"] is True
+    assert services["swarm-node-sampler"][0] == "labhub/hub:latest"
+    assert sampler_spec["Command"][-2:] == ["--node", f"{STACK.container_prefix}-"]
+    assert "127.0.0.1:9101/metrics" in sampler_spec["Healthcheck"]["Test"][-1]  # its own, not the hub image's
 
 
 def test_the_exporter_does_without_jupyterhubs_code():

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from labhub import containers, gpu, hooks, settings, swarm
+from labhub import containers, gpu, hooks, settings, swarm, swarmspawner
 from labhub.settings import SettingError
 
 from contexts import hub_context
@@ -61,11 +61,11 @@ def test_host_config_a_service_cannot_carry_is_refused_not_dropped():
 
 
 def test_a_refused_task_says_what_to_do():
-    assert swarm.explained("No such image: labhub/x:latest").endswith(
+    assert swarmspawner.explained("No such image: labhub/x:latest").endswith(
         "(copy LabHub's images to every node with `./labhub nodes push`; README, More than one machine)")
-    assert "every node needs the host folders" in swarm.explained(
+    assert "every node needs the host folders" in swarmspawner.explained(
         'invalid mount config for type "bind": bind source path does not exist: /srv/homes/ann')
-    assert swarm.explained("task: non-zero exit (1)") == "task: non-zero exit (1)"
+    assert swarmspawner.explained("task: non-zero exit (1)") == "task: non-zero exit (1)"
 
 
 def node(hostname, role="worker", labels=None, gpus=(), state="ready", availability="active"):
@@ -120,9 +120,9 @@ def test_swarm_mode_picks_the_swarm_spawner():
     from labhub import spawner
     c = Config()
     spawner.configure(c, hub_context(load(swarm="true", home_root="/srv/homes")))
-    assert c.JupyterHub.spawner_class == "labhub.swarm.SwarmServerSpawner" and c.Spawner.poll_interval == 10
+    assert c.JupyterHub.spawner_class == "labhub.swarmspawner.SwarmServerSpawner" and c.Spawner.poll_interval == 10
     resolve = JupyterHub.class_traits()["spawner_class"].validate  # as JupyterHub reads the name
-    assert resolve(None, c.JupyterHub.spawner_class) is swarm.SwarmServerSpawner
+    assert resolve(None, c.JupyterHub.spawner_class) is swarmspawner.SwarmServerSpawner
     c = Config()
     spawner.configure(c, hub_context())
     assert c.JupyterHub.spawner_class is spawner.PromptDockerSpawner
@@ -183,6 +183,11 @@ def test_a_node_without_any_of_labhubs_images_is_told_so_once_per_image(monkeypa
         "probe); copy LabHub's images to every node with `./labhub nodes push` (README, More than one machine)",
         "node gpu-box: its host folders were not looked for, as it has none of LabHub's images; copy LabHub's images "
         "to every node with `./labhub nodes push`"]
+    # With the monitoring on, its image too.
+    problems = swarm.node_problems(ENGINE, load(swarm="true", home_root="/srv/homes"), [], HUB_IMAGE,
+                                   "labhub/monitoring:latest")
+    assert ("node gpu-box: has no image labhub/monitoring:latest (the monitoring's: node-exporter runs it there); "
+            "copy LabHub's images to every node with `./labhub nodes push` (README, More than one machine)") in problems
 
 
 def test_networks_are_encrypted_while_every_node_can_each_node_looked_at_once(monkeypatch):
