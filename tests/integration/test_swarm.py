@@ -250,9 +250,12 @@ def test_the_other_nodes_host_and_servers_reach_prometheus_and_no_server_reaches
         ips = task_ips(lab, service)
         assert ips, f"{service} has no running task"
         targets += [f"http://{ip}:{port}/metrics" for ip in ips] + [f"http://{worker.ip()}:{port}/metrics"]
-    answers = ast.literal_eval(run_code(bob, REACH + f"[reach(url) for url in {targets!r}]"))
-    # By what they answer (this machine's network proxy accepts any connection out).
-    assert not [url for url, answer in zip(targets, answers) if "# HELP" in answer], list(zip(targets, answers))
+    # From bob's server on their node, and across nodes from alice's on the manager; by what they
+    # answer (this machine's network proxy accepts any connection out).
+    for attacker in (bob, users["alice"]):
+        answers = ast.literal_eval(run_code(attacker, REACH + f"[reach(url) for url in {targets!r}]"))
+        assert not [url for url, answer in zip(targets, answers) if "# HELP" in answer], \
+            (attacker.user, list(zip(targets, answers)))
 
 
 # A VXLAN frame as another node would send it, made by a user's process with a plain UDP socket:
