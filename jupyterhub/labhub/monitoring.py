@@ -66,14 +66,16 @@ def ensure_token(secret_dir: Path) -> str:
 
 def alertmanager_config(s: Settings, smtp_password_file: str) -> dict:
     """Alertmanager's configuration (JSON is YAML): every alert to the webhook and the addresses
-    the settings name, grouped by alert; with neither, alerts show on the admin page only."""
+    the settings name, grouped by alert; with neither, alerts show on the admin page only. A
+    problem that joins a firing group (a second full file system) is told within a minute, not
+    Alertmanager's default five."""
     receiver: dict = {"name": "labhub"}
     if s.alert_webhook:
         receiver["webhook_configs"] = [{"url": s.alert_webhook, "send_resolved": True}]
     if s.alert_email:
         receiver["email_configs"] = [{"to": ", ".join(s.alert_email), "send_resolved": True}]
     config: dict = {
-        "route": {"receiver": "labhub", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "5m",
+        "route": {"receiver": "labhub", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "1m",
                   "repeat_interval": "12h"},
         "receivers": [receiver],
     }
