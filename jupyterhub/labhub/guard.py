@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import docker
 from docker.errors import NotFound
-from docker.types import ContainerSpec, Healthcheck, Mount, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import ContainerSpec, Mount, RestartPolicy, ServiceMode, TaskTemplate
 
 from . import hooks, swarm
 
@@ -141,9 +141,8 @@ def ensure_agents(engine: docker.DockerClient, project: str, image_name: str, im
         service.remove()
         service = None
     if on and not service:
-        # Without the image's health check, which is the hub's: Swarm would kill the agent as unhealthy.
         spec = ContainerSpec(image_name, command=["python", "-m", "labhub.guard", project], cap_drop=["ALL"],
-                             mounts=[Mount(DOCKER_SOCKET, DOCKER_SOCKET, type="bind")], healthcheck=Healthcheck(test=["NONE"]))
+                             mounts=[Mount(DOCKER_SOCKET, DOCKER_SOCKET, type="bind")])
         engine.api.create_service(TaskTemplate(spec, restart_policy=RestartPolicy("any", delay=2 * 10**9)),
                                   name=agent_name(project), mode=ServiceMode("global"), labels={AGENT_LABEL: image_id})
 

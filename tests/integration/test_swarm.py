@@ -352,6 +352,13 @@ def test_a_server_can_neither_inject_frames_into_another_node_nor_reach_the_swar
     # servers carry on.
     sent, heard, ports, _ = attack(lab, alice, bob)
     assert (sent, heard, ports) == ("Operation not permitted", [], ["Connection refused"] * 3)
+    # Its agent on the manager has run since the lab started, never stopped as unhealthy (as one
+    # judged by a health check not its own would be, every minute or so); the worker's, since
+    # `nodes push` gave it the image.
+    tasks = lab.docker("service", "ps", "--format", "{{.Node}} {{.CurrentState}} {{.Error}}",
+                       f"{lab.project}-guard").splitlines()
+    on_manager = [task for task in tasks if task.startswith(f"{lab.cluster.manager.name} ")]
+    assert len(on_manager) == 1 and " Running " in on_manager[0] and "unhealthy" not in "".join(tasks), tasks
     assert run_code(alice, "1 + 1") == run_code(bob, "1 + 1") == "2"
     # The same attack without it: bob's server takes the datagram as the hub's, and the control
     # ports answer (what the guard stops is really there).
