@@ -152,11 +152,10 @@ def _node_services(stack, monitoring_image: str) -> dict[str, tuple[str, Contain
     common = {"hostname": "{{.Node.Hostname}}", "read_only": True, "cap_drop": ["ALL"]}
     return {
         NODE_EXPORTER: (monitoring_image, ContainerSpec(
-            monitoring_image, command=["prometheus-node-exporter", "--path.rootfs=/host",
-                                       "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|etc|var/lib/docker/.+)($|/)"],
+            monitoring_image, command=["labhub-node-exporter"],  # monitoring/node-exporter, as compose runs it
             mounts=[Mount("/host", "/", type="bind", read_only=True)], user="65534:65534", **common)),
-        # The engine's socket, as the manager's exporter has it; root without capabilities. Its own
-        # health check (the image's is the hub's, which would have Swarm kill it as unhealthy).
+        # The engine's socket, as the manager's exporter has it; root without capabilities; the
+        # compose exporter's health check.
         NODE_SAMPLER: (stack.hub_image_name, ContainerSpec(
             stack.hub_image_name, command=["python", "-m", "labhub.exporter", "--node", f"{stack.container_prefix}-"],
             mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")], healthcheck=Healthcheck(
