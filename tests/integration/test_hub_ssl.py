@@ -1,5 +1,6 @@
 """Hub-direct mode (docker-compose.hub-ssl.yml): no Traefik; the hub's own proxy serves TLS with
-the same certificate, and users log in and spawn over HTTPS on its port."""
+the same certificate, and users log in and spawn over HTTPS on its port; the monitoring probes
+that front door, and reads the hub, there too."""
 
 import socket
 import ssl
@@ -12,7 +13,7 @@ def test_hub_direct_mode_serves_login_and_spawn_over_https():
     try:
         # As the README says: the compose files named once in .env.
         with open(deployment.dir / ".env", "a") as env:
-            env.write("COMPOSE_FILE=docker-compose.yml:docker-compose.hub-ssl.yml\n")
+            env.write("COMPOSE_FILE=docker-compose.yml:docker-compose.hub-ssl.yml\nCOMPOSE_PROFILES=monitoring\n")
         result = deployment.up(check=False)
         assert result.returncode == 0, result.stdout[-3000:]
         services = deployment.compose("ps", "-a", "--format", "{{.Service}}").stdout.split()
@@ -28,5 +29,10 @@ def test_hub_direct_mode_serves_login_and_spawn_over_https():
         assert landed.status_code == 200 and "/hub/login" not in landed.url
         admin.start_server()
         assert admin.execute(admin.start_kernel(), "5*4") == "20"  # wss through the hub's proxy
+        # Where users' browsers connect is what the monitoring probes: the hub's own proxy here.
+        for job in ("front-door", "hub"):
+            deployment.wait_for_series(f'up{{job="{job}"}} == 1')
+        expiry = deployment.wait_for_series("probe_ssl_earliest_cert_expiry")
+        assert 'instance="hub-front:' in expiry[0], expiry
     finally:
         deployment.destroy()

@@ -2,6 +2,7 @@ import dataclasses
 import re
 
 import pytest
+import yaml
 
 from labhub import settings
 from labhub.settings import SettingError
@@ -94,6 +95,19 @@ def test_compose_defaults_agree_with_the_table(name):
         assert default == expected, f"{name}: ${{{variable}:-{default}}}, but the default is {expected!r}"
     if name == "docker-compose.hub-ssl.yml":
         assert 'LABHUB_HUB_SSL: "true"' in text  # what MODE_DEFAULTS relies on
+
+
+def test_in_hub_direct_mode_every_service_that_reads_the_settings_sees_the_mode():
+    """The mode is set by docker-compose.hub-ssl.yml, not .env: a service it misses would check
+    and configure for Traefik (the monitoring would probe a front door that is not there)."""
+    root = settings.Path(__file__).parents[2]
+    base = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    overlay = yaml.safe_load((root / "docker-compose.hub-ssl.yml").read_text())["services"]
+    reading = {name for name, service in base.items() if any(".env" in str(f) for f in service.get("env_file", []))}
+    running = {name for name in reading if "traefik" not in overlay.get(name, {}).get("profiles", [])}
+    assert running >= {"setup", "hub", "admin"}
+    for name in running:
+        assert overlay.get(name, {}).get("environment", {}).get("LABHUB_HUB_SSL") == "true", name
 
 
 ACME = {"LABHUB_TLS": "acme", "LABHUB_HOSTNAME": "lab.example.edu", "LABHUB_ACME_EMAIL": "it@example.edu"}
