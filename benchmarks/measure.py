@@ -58,6 +58,9 @@ def spawn(client: harness.HubClient, deadline: float) -> dict:
     return {"ready": ready - start, "answered": time.monotonic() - start, "refusals": refusals}
 
 
+TURN_SETTLE = 15  # seconds after the monitoring starts or stops: a scrape interval, so that a spawn meets its work
+
+
 def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "benchwarm") -> dict:
     """One user's server started and stopped `runs` times, after an untimed first start (the
     image is present, the home exists, first-login setup has run)."""
@@ -70,6 +73,25 @@ def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "
         times.append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
         client.stop_server()
     return percentiles(times)
+
+
+def warm_spawns_in_turns(setup, admin: harness.HubClient, runs: int, user: str = "benchwarmturns") -> dict:
+    """Warm spawns with the monitoring running and stopped, in turns on one deployment (which goes
+    first alternates): what the monitoring costs a spawn, without the difference between two
+    deployments brought up one after the other. Ends with it running."""
+    setup.prepare_user(admin, user)
+    client = setup.login(user)
+    spawn(client, time.monotonic() + SPAWN_TIMEOUT)
+    client.stop_server()
+    times = {True: [], False: []}
+    for i in range(runs):
+        for running in (True, False) if i % 2 == 0 else (False, True):
+            setup.run_monitoring(running)
+            time.sleep(TURN_SETTLE)
+            times[running].append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
+            client.stop_server()
+    setup.run_monitoring(True)
+    return {"on": percentiles(times[True]), "off": percentiles(times[False])}
 
 
 def first_spawns(setup: Setup, admin: harness.HubClient, users: int) -> dict:
@@ -199,15 +221,18 @@ MONITORING_WINDOW = 60  # seconds the monitoring's CPU is measured over, with th
 
 def monitoring_cost(setup, servers: int) -> dict:
     """The monitoring's memory (RSS of each part) and CPU (of its containers, over a window in
-    which Prometheus scrapes everything four times) while `servers` servers run."""
+    which Prometheus scrapes everything four times) while `servers` servers run; and the Docker
+    engine's CPU over that window, where the exporter's questions to it show."""
     containers = setup.monitoring_containers()
     before = {service: _cpu_seconds(container) for service, container in containers.items()}
+    engine_before = cpu_seconds_by_program()["dockerd"]
     time.sleep(MONITORING_WINDOW)
     used = sum(_cpu_seconds(container) - before[service] for service, container in containers.items()
                if before[service] is not None)
+    engine = cpu_seconds_by_program()["dockerd"] - engine_before
     rss = setup.monitoring_rss()
     return {"servers": servers, "rss": rss, "rss_total": sum(rss.values()), "seconds": MONITORING_WINDOW,
-            "cpu_fraction": used / MONITORING_WINDOW}
+            "cpu_fraction": used / MONITORING_WINDOW, "engine_cpu_fraction": engine / MONITORING_WINDOW}
 
 
 def server_starts(image: str, runs: int) -> dict:

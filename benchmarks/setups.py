@@ -219,6 +219,11 @@ class LabHubMonitoring(LabHubWith):
     def monitoring_containers(self) -> dict[str, str]:
         return {service: self.deployment.container(service) for service in self.services}
 
+    def run_monitoring(self, running: bool) -> None:
+        """Starts or stops the monitoring's services (the hub keeps its side: the admin page, the
+        tokens), so that spawns are timed with and without them on one deployment."""
+        self.deployment.compose("--profile", "monitoring", "start" if running else "stop", *self.services)
+
     def monitoring_rss(self) -> dict[str, int]:
         """RSS of each part of the monitoring: its services, and the admin page in the hub's container."""
         rss = {service: sum(r for r, _ in rss_by_process(container)) for service, container in self.monitoring_containers().items()}
