@@ -463,3 +463,23 @@ class KernelSocket:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def closed_within(socket: websocket.WebSocket, seconds: float) -> bool:
+    """Whether the server closes the WebSocket within seconds (what else it sends is read and dropped)."""
+    socket.settimeout(1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if socket.recv() in ("", b""):  # the server's close frame
+                return True
+        except websocket.WebSocketTimeoutException:
+            continue
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return True
+    return False
+
+
+def lab_refused(client: HubClient) -> bool:
+    """Whether the client's way into its server (client.user's) ends in a refusal."""
+    return client.lab().status_code in (403, 404)

@@ -11,7 +11,6 @@ import re
 import time
 from urllib.parse import quote
 
-import websocket
 
 import harness
 
@@ -54,26 +53,6 @@ def as_token(stack, token: str, method: str, path: str, **kw) -> int:
                                    timeout=30, **kw).status_code
 
 
-def closed_within(socket: websocket.WebSocket, seconds: float) -> bool:
-    """Whether the server closes the WebSocket within seconds (what else it sends is read and dropped)."""
-    socket.settimeout(1)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if socket.recv() in ("", b""):  # the server's close frame
-                return True
-        except websocket.WebSocketTimeoutException:
-            continue
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            return True
-    return False
-
-
-def refused(client: harness.HubClient) -> bool:
-    """Whether the client's way into its server (client.user's) ends in a refusal."""
-    return client.lab().status_code in (403, 404)
-
-
 def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(stack, admin):
     sana, gusto, otto, remy = (harness.native_user(stack, admin, name) for name in ("sana", "gusto", "otto", "remy"))
     sana.start_server()
@@ -91,8 +70,8 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
         assert sana.read_file("review.txt") == "gusto was here"
 
         # Only that server, and none of sana's powers on the hub.
-        assert refused(guest.named("side"))
-        assert refused(otto.for_user("sana"))
+        assert harness.lab_refused(guest.named("side"))
+        assert harness.lab_refused(otto.for_user("sana"))
         for method, path in (("DELETE", "/users/sana/server"), ("DELETE", "/users/sana/servers/side"),
                              ("POST", "/users/sana/servers/third"), ("GET", "/users/sana/tokens"),
                              ("POST", "/users/sana/tokens"), ("POST", "/shares/sana/")):
@@ -128,9 +107,9 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
             assert time.monotonic() - revoked < 30, "gusto still reads sana's files 30 s after she revoked the share"
             time.sleep(0.5)
         print(f"revoked share: requests refused after {time.monotonic() - revoked:.1f} s")
-        assert refused(guest)
+        assert harness.lab_refused(guest)
         for name, socket in (("kernel", his_kernel.ws), ("terminal", his_terminal)):
-            assert closed_within(socket, 30 - (time.monotonic() - revoked)), f"gusto's open {name} connection outlived the share"
+            assert harness.closed_within(socket, 30 - (time.monotonic() - revoked)), f"gusto's open {name} connection outlived the share"
         print(f"revoked share: open connections closed after {time.monotonic() - revoked:.1f} s")
         assert her_kernel.run("6 * 7") == "42"
         her_kernel.ws.close()

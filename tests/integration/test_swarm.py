@@ -221,6 +221,28 @@ def test_a_server_reaches_the_hub_but_not_another_users_server_on_the_other_node
     assert '"version"' not in alice.execute(kernel, REACH + f"reach({bob_url!r})")
 
 
+def test_a_server_on_the_other_node_is_shared_and_a_revoke_cuts_the_guest_off_there_too(lab, users):
+    """Sharing (tests/integration/test_sharing.py) with the owner's server on the worker: the guest
+    reaches it through the routes to the other node, and its server there ends his way in and his
+    open kernel connection when the owner revokes."""
+    bob, carol = users["bob"], users["carol"]
+    assert node_of(lab, "bob") == lab.cluster.worker.name
+    bob.write_file("shared-plan.txt", "bob's plan on the worker")
+    assert bob.api("POST", "/shares/bob/", json={"user": "carol"}).status_code == 200
+    guest = carol.for_user("bob")
+    assert guest.read_file("shared-plan.txt") == "bob's plan on the worker"
+    his_kernel = guest.kernel_socket(guest.start_kernel())
+    assert his_kernel.run("6 * 7") == "42"
+    assert harness.lab_refused(carol.for_user("alice"))  # alice's server, on the manager, shared with nobody
+    assert bob.api("DELETE", "/shares/bob/").status_code == 204
+    revoked = time.monotonic()
+    while guest.server_api("GET", "/contents/shared-plan.txt").status_code == 200:
+        assert time.monotonic() - revoked < 30, "carol still reads bob's files 30 s after he revoked the share"
+        time.sleep(0.5)
+    assert harness.lab_refused(guest)
+    assert harness.closed_within(his_kernel.ws, 30 - (time.monotonic() - revoked)), "carol's kernel outlived the share"
+
+
 def task_ips(lab, service: str) -> list[str]:
     """The addresses of a service's running tasks, on every network they are on."""
     tasks = lab.docker("service", "ps", "-q", "--filter", "desired-state=running", service).split()
