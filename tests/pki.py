@@ -2,6 +2,7 @@
 LabHub serves and refuses."""
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -18,6 +19,14 @@ def key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
+def _general_name(name: str) -> x509.GeneralName:
+    """A host name, or an address (a test peer reached by its IP)."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _cert(subject: str, key, issuer=None, issuer_key=None, days=(-1, 3650), names=(), ca=True) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
@@ -27,7 +36,7 @@ def _cert(subject: str, key, issuer=None, issuer_key=None, days=(-1, 3650), name
                .not_valid_after(now + datetime.timedelta(days=days[1]))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 

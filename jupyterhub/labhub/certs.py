@@ -15,6 +15,9 @@ from cryptography.x509.oid import NameOID
 from .files import write_atomic
 from .settings import ACME_DNS_ENV, LEGO_DNS_PROVIDERS, Settings, SettingError
 
+EXTRA_CA_DIR = Path("/srv/jupyterhub/ca-certificates")  # the site's extra CAs (ca-certificates/), as mounted now
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_BUNDLE = "ca-certificates.pem"  # ca_bundle()'s file, where Traefik and Alertmanager read it
 CA_NAME = "LabHub local CA"
 LEAF_DAYS = 365
 RENEW_DAYS = 30  # a self-made certificate this close to expiry is renewed
@@ -279,3 +282,11 @@ def hub_ssl_files(secret_dir: Path, data_dir: Path, s: Settings) -> tuple[str, s
     _write(key_file, key.encode(), 0o600)
     _write(cert_file, chain.encode(), 0o644)
     return str(cert_file), str(key_file)
+
+
+def ca_bundle() -> str:
+    """What LabHub's own connections out trust (Traefik's ACME client, Alertmanager's mail and
+    webhooks): public roots plus the site's extra CAs (an institution's ACME or mail server, or
+    the one a test runs), read when the files are written, so a new CA needs no image rebuild."""
+    extra = sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
+    return SYSTEM_CA_BUNDLE.read_text() + "".join(p.read_text().rstrip() + "\n" for p in extra)

@@ -27,7 +27,7 @@ from docker.errors import NotFound
 from docker.types import (ContainerSpec, EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, Placement,
                           RestartPolicy, ServiceMode, TaskTemplate)
 
-from . import chp, hooks, network, swarm
+from . import certs, chp, hooks, network, swarm
 from .settings import SMTP_PASSWORD, Settings, SettingError
 
 if TYPE_CHECKING:
@@ -64,16 +64,19 @@ def ensure_token(secret_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def alertmanager_config(s: Settings, smtp_password_file: str) -> dict:
-    """Alertmanager's configuration (JSON is YAML): every alert to the webhook and the addresses
-    the settings name, grouped by alert; with neither, alerts show on the admin page only. A
-    problem that joins a firing group (a second full file system) is told within a minute, not
-    Alertmanager's default five."""
+def alertmanager_config(s: Settings, site_dir: str) -> dict:
+    """Alertmanager's configuration (JSON is YAML), its files in site_dir: every alert to the
+    webhook and the addresses the settings name, grouped by alert; with neither, alerts show on
+    the admin page only. A problem that joins a firing group (a second full file system) is told
+    within a minute, not Alertmanager's default five. Both trust the site's extra CAs as well as
+    the public ones (an institution's mail server), as written at the setup step."""
+    trusted = {"ca_file": f"{site_dir}/{certs.CA_BUNDLE}"}
     receiver: dict = {"name": "labhub"}
     if s.alert_webhook:
-        receiver["webhook_configs"] = [{"url": s.alert_webhook, "send_resolved": True}]
+        receiver["webhook_configs"] = [{"url": s.alert_webhook, "send_resolved": True,
+                                        "http_config": {"tls_config": trusted}}]
     if s.alert_email:
-        receiver["email_configs"] = [{"to": ", ".join(s.alert_email), "send_resolved": True}]
+        receiver["email_configs"] = [{"to": ", ".join(s.alert_email), "send_resolved": True, "tls_config": trusted}]
     config: dict = {
         "route": {"receiver": "labhub", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "1m",
                   "repeat_interval": "12h"},
@@ -83,7 +86,8 @@ def alertmanager_config(s: Settings, smtp_password_file: str) -> dict:
         config["global"] = {"smtp_smarthost": s.smtp_server, "smtp_from": s.smtp_from,
                             "smtp_require_tls": s.smtp_starttls}
         if s.smtp_user:
-            config["global"] |= {"smtp_auth_username": s.smtp_user, "smtp_auth_password_file": smtp_password_file}
+            config["global"] |= {"smtp_auth_username": s.smtp_user,
+                                 "smtp_auth_password_file": f"{site_dir}/{SMTP_PASSWORD}"}
     return config
 
 
@@ -120,10 +124,10 @@ def write_config(s: Settings, secret_dir: Path, config_dir: Path = CONFIG_DIR) -
     """The setup step's part: the token, Alertmanager's and blackbox's configuration and the front
     door's address in the volume
     the monitoring services read (as nobody, like them)."""
-    files = {"token": ensure_token(secret_dir) + "\n"}
+    files = {"token": ensure_token(secret_dir) + "\n", certs.CA_BUNDLE: certs.ca_bundle()}
     if s.smtp_user:
-        files["smtp-password"] = (secret_dir / SMTP_PASSWORD).read_text()
-    files["alertmanager.yml"] = json.dumps(alertmanager_config(s, f"{SITE_MOUNT}/smtp-password"), indent=1)
+        files[SMTP_PASSWORD] = (secret_dir / SMTP_PASSWORD).read_text()
+    files["alertmanager.yml"] = json.dumps(alertmanager_config(s, SITE_MOUNT), indent=1)
     files["blackbox.yml"] = json.dumps(blackbox_config(s), indent=1)
     files["front-door.json"] = json.dumps([{"targets": [front_door(s)]}])
     (config_dir / SWARM_SCRAPES).unlink(missing_ok=True)

@@ -18,14 +18,11 @@ from .files import write_atomic
 from .settings import Settings, SettingError
 
 REVERSE_PROXY_DIR = Path("/srv/jupyterhub/reverse-proxy")
-EXTRA_CA_DIR = Path("/srv/jupyterhub/ca-certificates")  # the site's extra CAs, as mounted now
-SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PUBLISHED_DIR = Path("/srv/jupyterhub/proxy-config")
 STATIC_FILE = "traefik.toml"
 DYNAMIC_DIR = "dynamic"
 TLS_FILE = "labhub-tls.toml"
 ROUTES_FILE = "labhub-routes.toml"
-CA_BUNDLE = "ca-certificates.pem"
 # Written after this container's first publish, naming the settings its static configuration was
 # made with: Traefik (docker-compose.yml) starts once it names Traefik's own, so it never starts on
 # a previous one's, and needs no depends_on (which would restart it with every hub upgrade).
@@ -127,15 +124,8 @@ def publish(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -
         if stale.name not in dynamic:
             stale.unlink()  # a route the admin removed
     _write(out / STATIC_FILE, static_config(reverse_proxy_dir, s))
-    _write(out / CA_BUNDLE, ca_bundle())
+    _write(out / certs.CA_BUNDLE, certs.ca_bundle())  # what Traefik's ACME client trusts
     return lines
-
-
-def ca_bundle() -> str:
-    """What Traefik's ACME client trusts: public roots plus the site's extra CAs (an institution's
-    ACME server, or the one a test runs), read at each publish so a new one needs no rebuild."""
-    extra = sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
-    return SYSTEM_CA_BUNDLE.read_text() + "".join(p.read_text().rstrip() + "\n" for p in extra)
 
 
 def _snapshot(*folders: Path) -> tuple:
@@ -146,7 +136,7 @@ def _snapshot(*folders: Path) -> tuple:
 def watch(secret_dir: Path, reverse_proxy_dir: Path, out: Path, s: Settings) -> None:
     """Publishes at start, then again whenever the sources have changed and stayed still for a
     poll (an admin copying a certificate and then its key is one change, not two)."""
-    sources = (secret_dir / "tls", reverse_proxy_dir, EXTRA_CA_DIR)
+    sources = (secret_dir / "tls", reverse_proxy_dir, certs.EXTRA_CA_DIR)
     ready = out / READY_FILE
     ready.unlink(missing_ok=True)  # a previous container's: Traefik must wait for this one's publish
     published, seen, checked = None, None, float("-inf")

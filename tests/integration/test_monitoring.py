@@ -1,13 +1,15 @@
 """Monitoring (COMPOSE_PROFILES=monitoring) on a deployment of its own: a running server's metrics
 reach Prometheus, a process killed for memory is counted, the admins' page plots them in Chromium
 and refuses everyone else, a filled file system fires its alert to a webhook (also while another
-one's fires), `./labhub alert-test` reaches the webhook and a mail server, and no user server
-reaches any part of the monitoring. (The alert rules themselves: monitoring/alerts.test.yml, run
-here with promtool; the configuration the settings make: tests/unit/test_monitoring.py.)"""
+one's fires), `./labhub alert-test` reaches the webhook and a mail server (both over TLS with
+certificates of the site's own CA, the mail with a login), and no user server reaches any part of
+the monitoring. (The alert rules themselves: monitoring/alerts.test.yml, run here with promtool;
+the configuration the settings make: tests/unit/test_monitoring.py.)"""
 
 import ast
 import json
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -17,23 +19,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 import websocket
 from playwright.sync_api import sync_playwright
 
 import filesystems
 import harness
+import pki
 
 MONITORING_SERVICES = {"prometheus": 9090, "alertmanager": 9093, "node-exporter": 9100, "blackbox": 9115,
                        "monitoring-exporter": 9101}
 ALERT_EMAIL = "admins@lab.example"
+SMTP_USER, SMTP_PASSWORD = "labhub-alerts", "mail-Password-7c1e"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
 
 class Receiver(ThreadingHTTPServer):
-    """A webhook receiver, as a chat tool's: keeps every alert Alertmanager posts."""
+    """A webhook receiver, as a chat tool's, over HTTPS with a certificate of the lab's own CA:
+    keeps every alert Alertmanager posts."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, tls: ssl.SSLContext):
         self.alerts: list[dict] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +53,7 @@ class Receiver(ThreadingHTTPServer):
                 pass
 
         super().__init__((address, 0), Handler)
+        self.socket = tls.wrap_socket(self.socket, server_side=True)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def wait_for(self, alertname: str, timeout: float, **labels) -> dict:
@@ -61,17 +68,26 @@ class Receiver(ThreadingHTTPServer):
 
 
 class MailServer(Controller):
-    """A lab's mail server (aiosmtpd, plain SMTP): keeps every message Alertmanager sends."""
+    """An institution's mail server (aiosmtpd): STARTTLS with a certificate of its own CA, then a
+    login, both required; keeps every message Alertmanager sends, with the login it came with."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, tls: ssl.SSLContext):
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.logins: list[str] = []
 
         class Handler:
             async def handle_DATA(handler, server, session, envelope):
+                assert session.ssl is not None and session.authenticated  # aiosmtpd refuses before, too
+                self.logins.append(session.auth_data)
                 self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
                 return "250 OK"
 
-        super().__init__(Handler(), hostname=address, port=harness.free_ports()[0])
+        def authenticator(server, session, envelope, mechanism, login):
+            good = (login.login, login.password) == (SMTP_USER.encode(), SMTP_PASSWORD.encode())
+            return AuthResult(success=good, handled=False, auth_data=login.login.decode() if good else None)
+
+        super().__init__(Handler(), hostname=address, port=harness.free_ports()[0], tls_context=tls,
+                         require_starttls=True, auth_required=True, authenticator=authenticator)
         self.start()
 
     def wait_for(self, subject_part: str, timeout: float) -> tuple[list[str], EmailMessage]:
@@ -105,7 +121,7 @@ def disks():
 
 
 @pytest.fixture(scope="module")
-def lab(disks, artifacts):
+def lab(disks, artifacts, tmp_path_factory):
     deployment = harness.Deployment("labhubmon", harness.free_ports())
     try:
         # Small servers, so that a kernel can be killed for memory.
@@ -117,11 +133,20 @@ def lab(disks, artifacts):
         # recreates Alertmanager with it (the setup step writes its configuration).
         gateway = deployment.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}",
                                     f"{deployment.project}_monitoring")
-        deployment.receiver, deployment.mail = Receiver(gateway), MailServer(gateway)
-        # A mail server on the lab's own network may take mail unencrypted and without a login.
-        deployment.set_env(**settings, alert_webhook=f"http://{gateway}:{deployment.receiver.server_address[1]}/alerts",
+        # Both with certificates of the institution's own CA, which the admin puts in
+        # ca-certificates/: read at the next up, no image rebuilt.
+        ca_cert, ca_key = pki.certificate_authority("University IT CA")
+        (deployment.dir / "ca-certificates" / "university-it.crt").write_bytes(pki.pem(ca_cert))
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        receivers_pem = tmp_path_factory.mktemp("receivers") / "receivers.pem"
+        receivers_pem.write_bytes(b"".join(pki.server_certificate([gateway], ca_cert, ca_key)))
+        tls.load_cert_chain(receivers_pem)
+        deployment.receiver, deployment.mail = Receiver(gateway, tls), MailServer(gateway, tls)
+        (deployment.dir / "secret" / "smtp-password").write_text(SMTP_PASSWORD + "\n")
+        os.chmod(deployment.dir / "secret" / "smtp-password", 0o600)
+        deployment.set_env(**settings, alert_webhook=f"https://{gateway}:{deployment.receiver.server_address[1]}/alerts",
                            alert_email=ALERT_EMAIL, smtp_server=f"{gateway}:{deployment.mail.port}",
-                           smtp_from="labhub@lab.example", smtp_starttls="false")
+                           smtp_from="labhub@lab.example", smtp_user=SMTP_USER)
         deployment.up()
         yield deployment
     finally:
@@ -246,6 +271,7 @@ def test_alert_test_command_reaches_the_webhook_and_the_mail_server(lab):
     lab.receiver.wait_for("LabHubTest", timeout=90)
     to, message = lab.mail.wait_for("LabHubTest", timeout=90)
     assert to == [ALERT_EMAIL] and message["From"] == "labhub@lab.example", (to, message["From"])
+    assert set(lab.mail.logins) == {SMTP_USER}  # over STARTTLS, verified against the site's CA, logged in
     text = message.get_body(("plain", "html")).get_content()
     assert "alerts reach you" in text, text[:2000]
 

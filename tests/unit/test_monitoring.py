@@ -14,7 +14,7 @@ import docker
 import pytest
 from traitlets.config import Config
 
-from labhub import dashboard, exporter, gpu, monitoring, settings
+from labhub import certs, dashboard, exporter, gpu, monitoring, settings
 from labhub.settings import SettingError
 
 from contexts import hub_context
@@ -55,12 +55,22 @@ def test_setup_writes_token_and_configurations_for_nobody(tmp_path, monkeypatch)
     site.mkdir()
     owners = []
     monkeypatch.setattr(monitoring.os, "chown", lambda path, uid, gid: owners.append((Path(path).name, uid, gid)))
+    # The site's extra CAs, as mounted at the setup step: in the bundle Alertmanager trusts.
+    system, extra = tmp_path / "system.crt", tmp_path / "ca-certificates"
+    system.write_text("PUBLIC ROOTS\n")
+    extra.mkdir()
+    (extra / "university.crt").write_text("UNIVERSITY CA")
+    (extra / "notes.txt").write_text("not a certificate")
+    monkeypatch.setattr(certs, "SYSTEM_CA_BUNDLE", system)
+    monkeypatch.setattr(certs, "EXTRA_CA_DIR", extra)
     s = load(alert_webhook="https://chat.example.edu/hooks/x", hostname="lab.example.edu")
     monitoring.write_config(s, secret, site)
+    assert (site / "ca-certificates.pem").read_text() == "PUBLIC ROOTS\nUNIVERSITY CA\n"
     token = (secret / monitoring.TOKEN).read_text().strip()
     assert re.fullmatch(r"[0-9a-f]{64}", token) and (secret / monitoring.TOKEN).stat().st_mode & 0o777 == 0o600
     assert (site / "token").read_text().strip() == token
-    assert sorted(owners) == [(name, 65534, 65534) for name in ("alertmanager.yml", "blackbox.yml", "front-door.json", "token")]
+    assert sorted(owners) == [(name, 65534, 65534) for name in
+                              ("alertmanager.yml", "blackbox.yml", "ca-certificates.pem", "front-door.json", "token")]
     assert all((site / name).stat().st_mode & 0o777 == 0o600 for name, _, _ in owners)
     assert json.loads((site / "front-door.json").read_text()) == [{"targets": ["proxy:443"]}]
     blackbox = json.loads((site / "blackbox.yml").read_text())
@@ -74,11 +84,14 @@ def test_setup_writes_token_and_configurations_for_nobody(tmp_path, monkeypatch)
 def test_alerts_go_to_the_webhook_and_the_addresses_through_the_mail_server():
     s = load(alert_webhook="https://chat.example.edu/hooks/x", alert_email="ann@example.edu, it@example.edu",
              smtp_server="smtp.example.edu:587", smtp_from="labhub@example.edu", smtp_user="labhub")
-    config = monitoring.alertmanager_config(s, "/site/smtp-password")
+    config = monitoring.alertmanager_config(s, "/site")
+    # Both trust the public roots and the site's extra CAs (the bundle the setup step writes).
+    trusted = {"ca_file": "/site/ca-certificates.pem"}
     assert config["receivers"] == [{
         "name": "labhub",
-        "webhook_configs": [{"url": "https://chat.example.edu/hooks/x", "send_resolved": True}],
-        "email_configs": [{"to": "ann@example.edu, it@example.edu", "send_resolved": True}]}]
+        "webhook_configs": [{"url": "https://chat.example.edu/hooks/x", "send_resolved": True,
+                             "http_config": {"tls_config": trusted}}],
+        "email_configs": [{"to": "ann@example.edu, it@example.edu", "send_resolved": True, "tls_config": trusted}]}]
     assert config["global"] == {"smtp_smarthost": "smtp.example.edu:587", "smtp_from": "labhub@example.edu",
                                 "smtp_require_tls": True, "smtp_auth_username": "labhub",
                                 "smtp_auth_password_file": "/site/smtp-password"}
