@@ -60,6 +60,9 @@ PANELS = (
     Panel("Memory per node", "ratio", ((_by_node("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"),
                                         "{nodename}"),)),
     Panel("GPUs held per user", "", (("sum by (user) (labhub_server_gpus) > 0", "{user}"),)),
+    Panel("GPU use per GPU", "ratio", (("labhub_gpu_utilization_ratio", "GPU {gpu}"),
+                                       ("labhub_gpu_memory_used_bytes / labhub_gpu_memory_total_bytes", "GPU {gpu} memory"))),
+    Panel("GPU use per server", "ratio", (("labhub_server_gpu_utilization_ratio", "{user} {server}"),)),
     Panel("Disks", "ratio", ((f"1 - node_filesystem_avail_bytes{{{FILE_SYSTEMS}}} / node_filesystem_size_bytes", "{mountpoint}"),)),
     Panel("Homes against their quota", "ratio", (("labhub_home_used_bytes / (labhub_home_quota_bytes > 0)", "{user}"),)),
 )

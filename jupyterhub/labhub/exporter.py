@@ -1,9 +1,11 @@
 """LabHub's Prometheus exporter (`python -m labhub.exporter`, the monitoring-exporter service,
 README: Monitoring; not a `labhub` command, whose imports would triple its memory): what no packaged exporter gives about user servers on Docker.
 
-Per server: CPU time, memory against its limit, processes killed for memory, starts, GPUs held,
-last activity, image and node. Per home: use against its quota. In swarm mode: each node's state,
-and the other nodes' parts kept running (labhub.monitoring.keep_node_services); on each of those
+Per server: CPU time, memory against its limit, processes killed for memory, starts, GPUs held
+and their use, last activity, image and node. Per GPU (an engine with the NVIDIA runtime): its use
+and memory, from nvidia-smi every GPUS_EVERY seconds. Per home: use against its quota. In swarm
+mode: each node's state, and the other nodes' parts kept running
+(labhub.monitoring.keep_node_services); on each of those
 nodes `python -m labhub.exporter --node PREFIX` gives the CPU, memory, kills and starts of the
 servers there, which only that node's engine knows.
 It reads the engine (its socket) and the hub's database (read-only) and serves only on the
@@ -22,7 +24,7 @@ import docker
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from . import monitoring, settings, status, swarm
+from . import monitoring, nvidia, settings, status, swarm
 from .settings import DATABASE, Settings
 from .stack import Stack, own
 
@@ -31,6 +33,7 @@ PORT = monitoring.EXPORTER_PORT
 NODES_EVERY = 30  # seconds between looks at the other nodes' parts (swarm mode)
 SAMPLERS = 32  # servers sampled at once: a scrape takes about a second per 32 servers
 HOMES_EVERY = 300  # seconds between measurements of the homes (du over every home is slow)
+GPUS_EVERY = 60  # seconds between nvidia-smi's samples (each a throwaway container)
 SERVER = ("user", "server")
 
 # Its own registry: the default one has the metrics of whatever this imports (JupyterHub's own,
@@ -68,6 +71,7 @@ class Collector:
         self.engine, self.prefix, self.stack, self.s = engine, prefix, stack, s
         self.homes: list[status.Home] = []
         self.homes_measured = 0.0
+        self.gpus: dict[str, nvidia.GpuUse] = {}  # by index, as servers hold them
 
     def measure_homes(self) -> None:
         while True:
@@ -76,6 +80,15 @@ class Collector:
             except Exception:  # the next round tries again; the measured time tells how old they are
                 log.exception("measuring the homes")
             time.sleep(HOMES_EVERY)
+
+    def measure_gpus(self) -> None:
+        while True:
+            try:
+                self.gpus = {g.index: g for g in nvidia.use(self.engine, self.stack)}
+            except Exception as e:  # the next round tries again; meanwhile no figures rather than old ones
+                log.warning("measuring the GPUs: %s", e)
+                self.gpus = {}
+            time.sleep(GPUS_EVERY)
 
     def watch_events(self) -> None:
         """Counts OOM kills and starts of servers' containers as the engine reports them."""
@@ -114,6 +127,11 @@ class Collector:
         held = GaugeMetricFamily("labhub_server_gpu_info", "A GPU a server holds", labels=[*SERVER, "gpu"])
         activity = GaugeMetricFamily("labhub_server_last_activity_timestamp_seconds",
                                      "When the hub last saw activity in the server", labels=SERVER)
+        # Of the GPUs as a whole: a GPU shared between servers (LABHUB_GPU_SHARING) counts for each.
+        gpu_use = GaugeMetricFamily("labhub_server_gpu_utilization_ratio", "Use of the GPUs the server holds (mean)",
+                                    labels=SERVER)
+        gpu_memory = GaugeMetricFamily("labhub_server_gpu_memory_used_bytes", "Memory used on the GPUs the server holds",
+                                       labels=SERVER)
         sampled = self._sampled()
         for server, cpu_seconds in sampled:
             owner = (server.user, server.name)
@@ -134,12 +152,17 @@ class Collector:
             info.add_metric([*owner, server.image, server.node], 1)
             limit.add_metric(owner, server.memory_limit)
             gpus.add_metric(owner, gpu_count(server.gpus))
-            for gpu in server.gpus.split(","):
-                if gpu:
-                    held.add_metric([*owner, gpu], 1)
+            indexes = [gpu for gpu in server.gpus.split(",") if gpu]
+            for gpu in indexes:
+                held.add_metric([*owner, gpu], 1)
+            measured = [self.gpus[gpu] for gpu in indexes if gpu in self.gpus]
+            if measured and len(measured) == len(indexes):
+                gpu_use.add_metric(owner, sum(g.utilization for g in measured) / len(measured))
+                gpu_memory.add_metric(owner, sum(g.memory_used for g in measured))
             if owner in seen:
                 activity.add_metric(owner, seen[owner])
-        yield from (info, limit, gpus, held, activity)
+        yield from (info, limit, gpus, held, activity, gpu_use, gpu_memory)
+        yield from self._gpus()
         yield from self._homes()
         if self.s.swarm:
             nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])
@@ -155,6 +178,17 @@ class Collector:
         with ThreadPoolExecutor(max_workers=min(SAMPLERS, len(containers) or 1)) as pool:
             return [sample for sample in pool.map(self._sample, containers) if sample]
 
+    def _gpus(self):
+        use = GaugeMetricFamily("labhub_gpu_utilization_ratio", "The GPU's use (nvidia-smi's utilization.gpu)",
+                                labels=["gpu"])
+        used = GaugeMetricFamily("labhub_gpu_memory_used_bytes", "The GPU's memory in use", labels=["gpu"])
+        total = GaugeMetricFamily("labhub_gpu_memory_total_bytes", "The GPU's memory", labels=["gpu"])
+        for gpu in self.gpus.values():
+            use.add_metric([gpu.index], gpu.utilization)
+            used.add_metric([gpu.index], gpu.memory_used)
+            total.add_metric([gpu.index], gpu.memory_total)
+        yield from (use, used, total)
+
     def _homes(self):
         used = GaugeMetricFamily("labhub_home_used_bytes", "Disk the user's home takes", labels=["user"])
         quota = GaugeMetricFamily("labhub_home_quota_bytes", "The home's quota (0: none)", labels=["user"])
@@ -167,6 +201,12 @@ class Collector:
         measured = GaugeMetricFamily("labhub_homes_measured_timestamp_seconds", "When the homes were last measured")
         measured.add_metric([], self.homes_measured)
         yield from (used, quota, enforced, measured)
+
+
+def measures_gpus(s: Settings, engine_info: dict) -> bool:
+    """Whether this machine's GPUs are sampled: where servers may get them (LABHUB_GPUS not off)
+    and the engine has the NVIDIA runtime; not in swarm mode, whose GPUs are on the nodes."""
+    return not s.swarm and s.gpus != "off" and nvidia.has_runtime(engine_info)
 
 
 def keep_node_services(engine: docker.DockerClient, stack: Stack) -> None:
@@ -195,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
         stack = own(engine)
         collector = Collector(engine, f"{stack.container_prefix}-", stack, s)
         work = [collector.measure_homes] + ([lambda: keep_node_services(engine, stack)] if s.swarm else [])
+        if measures_gpus(s, engine.info()):
+            work.append(collector.measure_gpus)
     REGISTRY.register(collector)
     for job in (collector.watch_events, *work):
         threading.Thread(target=job, daemon=True).start()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import docker
 from docker.types import DeviceRequest
 
-from . import hooks, swarm
+from . import hooks, nvidia, swarm
 from .settings import Settings, fail
 from .spawner import server_name
 from .stack import ASSIGNED_LABEL, SERVER_LABEL, Stack
@@ -23,20 +23,6 @@ if TYPE_CHECKING:
     from .context import HubContext
 
 log = logging.getLogger("JupyterHub")
-
-
-def detect(info: dict, engine: docker.DockerClient, stack: Stack) -> list[str]:
-    """The engine's GPU indexes: none without the NVIDIA runtime (in the engine's info); else what
-    nvidia-smi lists in a throwaway container given all GPUs (the runtime brings nvidia-smi in)."""
-    if "nvidia" not in info.get("Runtimes", {}):
-        return []
-    try:
-        out = stack.run_helper(engine, ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                               device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])])
-    except docker.errors.DockerException as e:
-        log.warning("The engine has the NVIDIA runtime, but listing GPUs failed: %s", e)
-        return []
-    return out.decode().split()
 
 
 @dataclass
@@ -74,7 +60,7 @@ def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings
         nodes = swarm.server_nodes(engine) if nodes is None else nodes
         devices = [f"{node.hostname}:{gpu}" for node in nodes for gpu in node.gpus]
     else:
-        devices = detect(info, engine, stack)
+        devices = nvidia.detect(info, engine, stack)
     if s.gpus == "on" and not devices:
         raise fail("GPUS", "on, but the Docker engine offers no NVIDIA GPU",
                    "install the NVIDIA driver and container toolkit, or set it to auto")

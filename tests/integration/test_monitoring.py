@@ -23,6 +23,8 @@ from aiosmtpd.smtp import AuthResult
 import websocket
 from playwright.sync_api import sync_playwright
 
+from labhub import dashboard
+
 import filesystems
 import harness
 import pki
@@ -242,7 +244,7 @@ def test_the_admin_page_plots_for_admins_and_refuses_others(lab, admin, mona, ar
             page.wait_for_url("**/hub/**")
             page.goto("/services/monitoring/?span=1h")
             charts = page.locator("svg.labhub-chart")
-            assert charts.count() == 10
+            assert charts.count() == len(dashboard.PANELS) == 12
             memory = page.locator('svg[aria-label="Memory per server"]')
             assert memory.locator("polyline.series").count() >= 1
             assert "mona" in memory.text_content()

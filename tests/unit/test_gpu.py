@@ -7,7 +7,7 @@ import pytest
 from docker.types import DeviceRequest
 from traitlets.config import Config
 
-from labhub import gpu, settings
+from labhub import gpu, nvidia, settings
 from labhub.settings import SettingError
 
 from contexts import hub_context
@@ -82,7 +82,7 @@ def test_own_devices_per_gpu_server_as_the_hub_would_send_them():
 
 
 def test_on_without_gpus_refuses_to_start(monkeypatch):
-    monkeypatch.setattr(gpu, "detect", lambda info, engine, stack: [])
+    monkeypatch.setattr(nvidia, "detect", lambda info, engine, stack: [])
     with pytest.raises(SettingError, match="^LABHUB_GPUS: on, but the Docker engine offers no NVIDIA GPU"):
         gpu.available({}, None, None, load(gpus="on"))
     assert gpu.available({}, None, None, load(gpus="auto")) == []
@@ -90,4 +90,4 @@ def test_on_without_gpus_refuses_to_start(monkeypatch):
 
 def test_detect_asks_nothing_of_an_engine_without_the_nvidia_runtime():
     engine = SimpleNamespace(containers=SimpleNamespace(run=lambda *a, **k: pytest.fail("started a container")))
-    assert gpu.detect({"Runtimes": {"runc": {}}}, engine, None) == []
+    assert nvidia.detect({"Runtimes": {"runc": {}}}, engine, None) == []

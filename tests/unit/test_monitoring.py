@@ -14,7 +14,7 @@ import docker
 import pytest
 from traitlets.config import Config
 
-from labhub import certs, dashboard, exporter, gpu, monitoring, settings
+from labhub import certs, dashboard, exporter, gpu, monitoring, nvidia, settings
 from labhub.settings import SettingError
 
 from contexts import hub_context
@@ -197,10 +197,65 @@ def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     assert value["labhub_server_info"] == [({"user": "ann", "server": "", "image": "labhub/jupyterlab-base:latest",
                                              "node": ""}, 1)]
     assert "labhub_swarm_node_up" not in value
+    assert value["labhub_gpu_utilization_ratio"] == [] and value["labhub_server_gpu_utilization_ratio"] == []  # none measured
     # A swarm node's sampler: the use of the servers on its engine, nothing the manager tells.
     families = {f.name: f for f in exporter.Collector(engine, "lab-user-").collect()}
     assert sorted(families) == ["labhub_server_cpu_seconds_total", "labhub_server_memory_bytes"]
     assert [s.labels for s in families["labhub_server_memory_bytes"].samples] == [{"user": "ann", "server": ""}]
+
+
+NVIDIA_SMI = "0, 87, 30000, 40960\n1, 13, 1024, 40960\n2, [N/A], 0, 16384\n"  # as USE_FIELDS, units off
+
+
+class FakeStack:
+    def __init__(self, out: str):
+        self.out, self.asked = out.encode(), []
+
+    def run_helper(self, engine, command, **options):
+        self.asked.append((command, options))
+        return self.out
+
+
+def test_gpu_use_is_asked_of_nvidia_smi_in_a_container_given_every_gpu():
+    stack = FakeStack(NVIDIA_SMI)
+    use = nvidia.use(None, stack)
+    [(command, options)] = stack.asked
+    assert command == ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                       "--format=csv,noheader,nounits"]
+    assert options == {"device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]}
+    assert use[:2] == [nvidia.GpuUse("0", 0.87, 30000 * 2**20, 40960 * 2**20),
+                       nvidia.GpuUse("1", 0.13, 1024 * 2**20, 40960 * 2**20)]
+    assert use[2].index == "2" and math.isnan(use[2].utilization)  # a GPU that does not tell its use
+    assert nvidia.detect({"Runtimes": {"nvidia": {}, "runc": {}}}, None, FakeStack("0\n1\n")) == ["0", "1"]
+
+
+@pytest.mark.parametrize("env, info, measured", [
+    ({}, {"Runtimes": {"nvidia": {}, "runc": {}}}, True),
+    ({}, {"Runtimes": {"runc": {}}}, False),
+    ({"gpus": "off"}, {"Runtimes": {"nvidia": {}}}, False),
+    ({"swarm": "true", "home_root": "/srv/homes"}, {"Runtimes": {"nvidia": {}}}, False),
+])
+def test_gpus_are_sampled_where_servers_may_get_them_on_this_machine(env, info, measured):
+    assert exporter.measures_gpus(load(**env), info) is measured
+
+
+def test_the_exporter_reports_each_gpus_use_and_each_servers_share_of_it(monkeypatch, tmp_path):
+    from contexts import STACK
+    monkeypatch.setattr(exporter, "DATABASE", tmp_path / "none.sqlite")
+    containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"),
+                  FakeContainer("lab-user-bo", "bo", 101 * 2**20, gpus="2"),
+                  FakeContainer("lab-user-cy", "cy", 101 * 2**20, gpus="3")]  # a GPU nvidia-smi did not list
+    engine = type("Engine", (), {"containers": type("C", (), {"list": staticmethod(lambda filters: containers)})})
+    collector = exporter.Collector(engine, "lab-user-", STACK, load())
+    collector.gpus = {g.index: g for g in nvidia.use(None, FakeStack(NVIDIA_SMI))}
+    families = {f.name: f for f in collector.collect()}
+    value = {name: {tuple(s.labels.values()): s.value for s in f.samples} for name, f in families.items()}
+    assert value["labhub_gpu_utilization_ratio"] == {("0",): 0.87, ("1",): 0.13, ("2",): pytest.approx(math.nan, nan_ok=True)}
+    assert value["labhub_gpu_memory_used_bytes"][("1",)] == 1024 * 2**20
+    assert value["labhub_gpu_memory_total_bytes"][("0",)] == 40960 * 2**20
+    assert value["labhub_server_gpu_utilization_ratio"][("ann", "")] == pytest.approx(0.5)
+    assert value["labhub_server_gpu_memory_used_bytes"][("ann", "")] == 31024 * 2**20
+    assert ("cy", "") not in value["labhub_server_gpu_utilization_ratio"]  # not measured: no figure, not a wrong one
 
 
 def test_in_swarm_mode_prometheus_looks_up_the_other_nodes_parts(tmp_path, monkeypatch):
