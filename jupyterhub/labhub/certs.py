@@ -290,3 +290,17 @@ def ca_bundle() -> str:
     the one a test runs), read when the files are written, so a new CA needs no image rebuild."""
     extra = sorted(EXTRA_CA_DIR.glob("*.crt")) if EXTRA_CA_DIR.is_dir() else []
     return SYSTEM_CA_BUNDLE.read_text() + "".join(p.read_text().rstrip() + "\n" for p in extra)
+
+
+def extra_ca_problems(folder: Path = EXTRA_CA_DIR) -> list[str]:
+    """The site's extra CA files nothing could trust: each *.crt must hold a PEM certificate
+    (update-ca-certificates skips others at image builds, and TLS clients skip them at run time)."""
+    problems = []
+    for path in sorted(folder.glob("*.crt")) if folder.is_dir() else []:
+        try:
+            x509.load_pem_x509_certificates(path.read_bytes())
+        except ValueError:
+            problems.append(f"ca-certificates/{path.name}: holds no PEM certificate, so nothing trusts it; save the "
+                            f"CA as PEM (-----BEGIN CERTIFICATE-----), e.g. openssl x509 -inform der -in CA.der "
+                            f"-out ca-certificates/{path.name}")
+    return problems

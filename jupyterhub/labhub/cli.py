@@ -38,7 +38,7 @@ def setup(_args) -> None:
         for line in monitoring.warnings(s):
             print(f"labhub setup: warning: {line}")
     # Last, so that a refusal above stays the one line in the log.
-    for problem in checks.secret_permissions(SECRET_DIR):
+    for problem in checks.secret_permissions(SECRET_DIR) + certs.extra_ca_problems():
         print(f"labhub setup: warning: {problem}")
 
 
@@ -57,7 +57,8 @@ def _engine():
 
 def check(_args) -> None:
     s, problems = checks.config(os.environ, SECRET_DIR)
-    problems += checks.secret_permissions(SECRET_DIR) + checks.site_files(SITE_DIR)
+    problems += checks.secret_permissions(SECRET_DIR) + checks.site_files(SITE_DIR) + \
+        certs.extra_ca_problems(SITE_DIR / "ca-certificates")
     warnings = []
     if s:
         from . import probe

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import harness
+import pki
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,8 @@ def fresh(site):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for rel in ("jupyterhub/context/jupyterhub_config.d/site.py", "reverse-proxy/traefik.toml"):
         (site.dir / rel).unlink(missing_ok=True)
+    for extra_ca in (site.dir / "ca-certificates").glob("*.crt"):
+        extra_ca.unlink()
 
 
 def check(deployment) -> tuple[int, list[str]]:
@@ -154,6 +157,12 @@ def test_ldap_template_without_user_name(fresh):
 def test_password_readable_by_others(fresh):
     secret_file(fresh, "admin-passwords/admin", "a-long-enough-password\n", mode=0o644)
     caught(fresh, "secret/admin-passwords/admin: readable by others", "chmod 600 secret/admin-passwords/admin")
+
+
+def test_an_extra_ca_saved_in_der_form(fresh):
+    ca, _ = pki.certificate_authority("University CA")
+    (fresh.dir / "ca-certificates" / "university.crt").write_bytes(ca.public_bytes(serialization.Encoding.DER))
+    caught(fresh, "ca-certificates/university.crt: holds no PEM certificate", "save the CA as PEM")
 
 
 def test_certificate_and_key_mismatch(fresh):

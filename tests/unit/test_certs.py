@@ -3,6 +3,7 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pki
@@ -190,3 +191,14 @@ def test_user_subdomains_get_a_wildcard_and_the_labs_certificate_must_cover_them
     for name in ("tls.crt", "tls.key"):
         (tmp_path / "tls" / name).write_bytes((lab / "tls" / name).read_bytes())
     assert "not for *.lab.example.edu" in certs.problems(tmp_path, on)[0]
+
+
+def test_an_extra_ca_that_is_no_pem_certificate_is_named_with_the_fix(tmp_path):
+    ca = pki.certificate_authority("University CA")[0]
+    (tmp_path / "good.crt").write_bytes(pki.pem(ca))
+    (tmp_path / "der.crt").write_bytes(ca.public_bytes(serialization.Encoding.DER))
+    (tmp_path / "README.md").write_text("not a certificate, and not named as one")
+    assert certs.extra_ca_problems(tmp_path) == [
+        "ca-certificates/der.crt: holds no PEM certificate, so nothing trusts it; save the CA as PEM "
+        "(-----BEGIN CERTIFICATE-----), e.g. openssl x509 -inform der -in CA.der -out ca-certificates/der.crt"]
+    assert certs.extra_ca_problems(tmp_path / "missing") == []
