@@ -88,8 +88,11 @@ class MailServer(Controller):
             good = (login.login, login.password) == (SMTP_USER.encode(), SMTP_PASSWORD.encode())
             return AuthResult(success=good, handled=False, auth_data=login.login.decode() if good else None)
 
+        # AUTH PLAIN, which mail servers offer first: aiosmtpd's LOGIN asks "User Name", not the
+        # "Username:" of mail servers, which Alertmanager (and others) expect.
         super().__init__(Handler(), hostname=address, port=harness.free_ports()[0], tls_context=tls,
-                         require_starttls=True, auth_required=True, authenticator=authenticator)
+                         require_starttls=True, auth_required=True, authenticator=authenticator,
+                         auth_exclude_mechanism=["LOGIN"])
         self.start()
 
     def wait_for(self, subject_part: str, timeout: float) -> tuple[list[str], EmailMessage]:
