@@ -61,35 +61,40 @@ def spawn(client: harness.HubClient, deadline: float) -> dict:
 TURN_SETTLE = 15  # seconds after the monitoring starts or stops: a scrape interval, so that a spawn meets its work
 
 
-def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "benchwarm") -> dict:
-    """One user's server started and stopped `runs` times, after an untimed first start (the
-    image is present, the home exists, first-login setup has run)."""
+def warm_client(setup: Setup, admin: harness.HubClient, user: str) -> harness.HubClient:
+    """A user logged in after an untimed first start (the image is present, the home exists,
+    first-login setup has run), the server stopped again."""
     setup.prepare_user(admin, user)
     client = setup.login(user)
     spawn(client, time.monotonic() + SPAWN_TIMEOUT)
     client.stop_server()
-    times = []
-    for _ in range(runs):
-        times.append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
-        client.stop_server()
-    return percentiles(times)
+    return client
+
+
+def timed_spawn(client: harness.HubClient) -> float:
+    """Seconds to a start's answer; the server stopped again."""
+    took = spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"]
+    client.stop_server()
+    return took
+
+
+def warm_spawns(setup: Setup, admin: harness.HubClient, runs: int, user: str = "benchwarm") -> dict:
+    """One user's server started and stopped `runs` times, after an untimed first start."""
+    client = warm_client(setup, admin, user)
+    return percentiles([timed_spawn(client) for _ in range(runs)])
 
 
 def warm_spawns_in_turns(setup, admin: harness.HubClient, runs: int, user: str = "benchwarmturns") -> dict:
     """Warm spawns with the monitoring running and stopped, in turns on one deployment (which goes
     first alternates): what the monitoring costs a spawn, without the difference between two
     deployments brought up one after the other. Ends with it running."""
-    setup.prepare_user(admin, user)
-    client = setup.login(user)
-    spawn(client, time.monotonic() + SPAWN_TIMEOUT)
-    client.stop_server()
+    client = warm_client(setup, admin, user)
     times = {True: [], False: []}
     for i in range(runs):
         for running in (True, False) if i % 2 == 0 else (False, True):
             setup.run_monitoring(running)
             time.sleep(TURN_SETTLE)
-            times[running].append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
-            client.stop_server()
+            times[running].append(timed_spawn(client))
     setup.run_monitoring(True)
     return {"on": percentiles(times[True]), "off": percentiles(times[False])}
 
@@ -101,9 +106,7 @@ def first_spawns(setup: Setup, admin: harness.HubClient, users: int) -> dict:
     for i in range(users):
         name = f"benchnew{i}"
         setup.prepare_user(admin, name)
-        client = setup.login(name)
-        times.append(spawn(client, time.monotonic() + SPAWN_TIMEOUT)["answered"])
-        client.stop_server()
+        times.append(timed_spawn(setup.login(name)))
     return percentiles(times)
 
 
