@@ -3,8 +3,8 @@ groups through JupyterHub's shares, and each guest works in the owner's server a
 (JupyterHub's model: the owner's container, files and kernels).
 
 LABHUB_SHARING says who may share: every user, nobody, or the members of some groups. Those who may
-hold SHARER_SCOPES: the shares of their own servers (`shares!user`), and users' names, to say whom
-to share with. They share from the hub's home page (templates/home.html) or with JupyterHub's REST
+hold SHARER_SCOPES: the shares of their own servers (`shares!user`), and users' and groups' names,
+to say whom to share with. They share from the hub's home page (templates/home.html) or with JupyterHub's REST
 API.
 
 JupyterHub keeps what it was told: a share made while sharing was allowed outlives a change of
@@ -32,10 +32,9 @@ from .terminal import columns, printable
 if TYPE_CHECKING:
     from .context import HubContext
 
-# Shares with a JupyterHub group are not offered: JupyterHub (6.1.1, and its main branch) leaves a
-# group's shares out of its members' tokens (scopes.get_scopes_for), so the owner's server, which
-# checks a visitor's token, refuses them.
-SHARER_SCOPES = ["shares!user", "read:users:name"]
+# Users' and groups' names: whom to share with (JupyterHub asks a sharer to be able to read the name).
+# A group's members get in through jupyterhub/patches/group-shares-in-tokens.patch.
+SHARER_SCOPES = ["shares!user", "read:users:name", "read:groups:name"]
 SHARER_ROLE = "labhub-sharer"
 SERVICE = "sharing"
 CHECK_SECONDS = 60  # at most; a shorter link life is checked 4 times within it

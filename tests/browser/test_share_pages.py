@@ -1,6 +1,6 @@
 """Sharing from the hub's home page, in two browsers (labhub.sharing, templates/home.html): the owner
-shares her server with a colleague, who opens it from his home page and works in it; she revokes
-the share, and his way in closes."""
+shares her server with a colleague (and a group), who opens it from his home page and works in it;
+she revokes the share, and his way in closes."""
 
 import time
 from urllib.parse import quote
@@ -15,6 +15,7 @@ def test_an_owner_shares_from_her_home_page_the_guest_opens_it_from_his_and_revo
         stack, admin, new_page, artifacts):
     tess = harness.native_user(stack, admin, "tess")
     harness.native_user(stack, admin, "uma")
+    assert admin.api("POST", "/groups/sharing-readers").status_code == 201
     tess.start_server()
     tess.write_file("draft.txt", "tess's draft")
     try:
@@ -26,11 +27,19 @@ def test_an_owner_shares_from_her_home_page_the_guest_opens_it_from_his_and_revo
         row.locator("input[name=with]").fill("uma")
         row.locator("form.labhub-share button").click()
         row.locator(".labhub-shared-with .labhub-share", has_text="uma").wait_for()
+        row.locator("select[name=kind]").select_option("group")
+        row.locator("input[name=with]").fill("sharing-readers")
+        row.locator("form.labhub-share button").click()
+        team = row.locator(".labhub-shared-with .labhub-share", has_text="group sharing-readers")
+        team.wait_for()
         row.locator(".labhub-invite").click()
         link = row.locator(".labhub-invitation")
         link.wait_for()
         assert "/hub/accept-share?code=" in link.input_value()
         owner.screenshot(path=str(artifacts / "sharing-owner-home.png"))
+        team.locator(".labhub-revoke").click()
+        team.wait_for(state="detached")
+        assert [s["kind"] for s in tess.api("GET", "/shares/tess/").json()["items"]] == ["user"]
 
         guest = new_page()
         log_in(guest, "uma", PASSWORD)
@@ -65,6 +74,7 @@ def test_an_owner_shares_from_her_home_page_the_guest_opens_it_from_his_and_revo
         assert guest.locator("#labhub-shared-with-me").is_hidden()
     finally:
         tess.stop_server()
+        admin.api("DELETE", "/groups/sharing-readers")
 
 
 def test_a_hostile_users_name_is_shown_as_text_on_both_sides_of_a_share(stack, admin, new_page):

@@ -1,10 +1,16 @@
 """Who may share, what the hub grants for it, and what the sharing service ends (labhub.sharing).
 The shares themselves, on the real stack: tests/integration/test_sharing.py."""
 
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
+import jupyterhub
 import pytest
 from traitlets.config import Config
 
@@ -13,6 +19,7 @@ from labhub import resources, settings, sharing
 import pages
 from contexts import hub_context
 
+GROUP_SHARE_PATCH = Path(__file__).parents[2] / "jupyterhub/patches/group-shares-in-tokens.patch"
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
@@ -27,7 +34,7 @@ def configured(**env) -> Config:
 def test_on_every_user_may_share_and_find_whom_to_share_with():
     c = configured()
     user_role = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
-    assert user_role["scopes"] == ["self", "shares!user", "read:users:name"]
+    assert user_role["scopes"] == ["self", "shares!user", "read:users:name", "read:groups:name"]
     # Tokens that servers' pages hold get none of it (JupyterHub's default: access to that server).
     assert "oauth_client_allowed_scopes" not in c.Spawner
 
@@ -171,3 +178,38 @@ def test_the_service_lists_shares_only_of_those_who_may_no_longer_share(capsys):
     assert hub.asked == [("GET", "/users"), ("GET", "/share-codes/ann"), ("GET", "/shares/bo"), ("GET", "/share-codes/bo"),
                          ("DELETE", "/shares/bo/"), ("DELETE", "/share-codes/bo/")]
     assert "labhub sharing: ended /shares/bo/: bo may not share (LABHUB_SHARING)" in capsys.readouterr().out
+
+
+# A member of a group the owner shared with, as the owner's server sees them: through the token the
+# server got for the member's browser (from its OAuth client), checked by the hub's scopes.
+GROUP_MEMBERS_TOKEN = """
+from jupyterhub import orm, scopes
+db = orm.new_session_factory("sqlite://")()
+owner, member = orm.User(name="owner"), orm.User(name="member")
+team = orm.Group(name="team", users=[member])
+client = orm.OAuthClient(identifier="jupyterhub-user-owner")
+spawner = orm.Spawner(user=owner, name="", oauth_client=client)
+db.add_all([owner, member, team, client, spawner])
+db.commit()
+orm.Share.grant(db, spawner, team)
+token = orm.APIToken.find(db, member.new_api_token(scopes=["access:servers!server=owner/"], client_id=client.identifier))
+print("access:servers!server=owner/" in scopes.get_scopes_for(token))
+"""
+
+
+def group_member_gets_in(jupyterhub_parent: Path) -> bool:
+    ran = subprocess.run([sys.executable, "-c", GROUP_MEMBERS_TOKEN], env={**os.environ, "PYTHONPATH": str(jupyterhub_parent)},
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.split()[-1] == "True"
+
+
+def test_the_hubs_patch_lets_a_groups_members_through_their_tokens_which_jupyterhub_alone_does_not(tmp_path):
+    """The hub image patches JupyterHub (jupyterhub/patches/): this JupyterHub refuses them unpatched
+    (when it stops refusing, JupyterHub has the fix and the patch goes), and lets them in patched."""
+    installed = Path(jupyterhub.__file__).parent
+    assert not group_member_gets_in(installed.parent), "JupyterHub now lets group members in: drop the patch"
+    shutil.copytree(installed, tmp_path / "jupyterhub", ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    subprocess.run(["patch", "--batch", "--forward", "-p1", "-d", str(tmp_path), "-i", str(GROUP_SHARE_PATCH)], check=True,
+                   capture_output=True)
+    assert group_member_gets_in(tmp_path)
