@@ -4,8 +4,8 @@ groups through JupyterHub's shares, and each guest works in the owner's server a
 
 LABHUB_SHARING says who may share: every user, nobody, or the members of some groups. Those who may
 hold SHARER_SCOPES: the shares of their own servers (`shares!user`), and users' and groups' names,
-to say whom to share with. They share from the hub's home page (templates/home.html) or with JupyterHub's REST
-API.
+to say whom to share with. They share from the hub's home page (templates/home.html), from
+JupyterLab's share dialog (PAGE_SCOPES), or with JupyterHub's REST API.
 
 JupyterHub keeps what it was told: a share made while sharing was allowed outlives a change of
 LABHUB_SHARING, and the maker of an invitation link (a share code) picks its life, up to a year.
@@ -32,9 +32,15 @@ from .terminal import columns, printable
 if TYPE_CHECKING:
     from .context import HubContext
 
-# Users' and groups' names: whom to share with (JupyterHub asks a sharer to be able to read the name).
+# Whom to share with: users' and groups' names, and their lists (to search them by name).
 # A group's members get in through jupyterhub/patches/group-shares-in-tokens.patch.
-SHARER_SCOPES = ["shares!user", "read:users:name", "read:groups:name"]
+NAME_SCOPES = ["read:users:name", "list:users", "read:groups:name", "list:groups"]
+SHARER_SCOPES = ["shares!user", *NAME_SCOPES]
+# What a JupyterLab page's token may do beyond opening its server: share that server alone (`!server`,
+# which JupyterHub reads as the server whose page holds it), from jupyter-collaboration's share
+# dialog. JupyterHub gives a token no more than its holder may, so only the owner's page (if they
+# may share) gets it; a guest's page may not share it on.
+PAGE_SCOPES = ["shares!server", *NAME_SCOPES]
 SHARER_ROLE = "labhub-sharer"
 SERVICE = "sharing"
 CHECK_SECONDS = 60  # at most; a shorter link life is checked 4 times within it
@@ -66,6 +72,9 @@ def configure(c, ctx: "HubContext") -> None:
         roles = [{"name": SHARER_ROLE, "scopes": SHARER_SCOPES, "groups": list(s.sharing)}]
     else:
         roles = []
+    # With user subdomains, JupyterLab's pages may not ask the hub (another site): nothing to give.
+    if roles and not s.user_subdomains:
+        c.Spawner.oauth_client_allowed_scopes = PAGE_SCOPES
     sharing = ",".join(s.sharing) if isinstance(s.sharing, tuple) else s.sharing
     hooks.merge(c, "services", [{"name": SERVICE, "command": [
         sys.executable, "-m", "labhub.sharing", f"--sharing={sharing}", f"--link-seconds={s.share_link_seconds}"]}],

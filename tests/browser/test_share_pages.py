@@ -99,3 +99,50 @@ def test_a_hostile_users_name_is_shown_as_text_on_both_sides_of_a_share(stack, a
         assert nia.locator("labhub-injected").count() == 0
     finally:
         mallory.stop_server()
+
+
+def open_share_dialog(page):
+    """JupyterLab's share dialog (jupyter-collaboration's), from the command palette."""
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("Generate a Shared Link")
+    page.keyboard.press("Enter")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for()
+    return dialog
+
+
+def test_an_owner_shares_from_jupyterlabs_share_dialog_and_her_guests_dialog_cannot_share_it_on(
+        stack, admin, new_page, artifacts):
+    vik = harness.native_user(stack, admin, "vik")
+    harness.native_user(stack, admin, "wanda")
+    vik.start_server()
+    try:
+        owner = new_page()
+        log_in(owner, "vik", PASSWORD)
+        goto(owner, "/user/vik/lab")
+        owner.wait_for_selector(".jp-Launcher", timeout=90_000)
+        dialog = open_share_dialog(owner)
+        assert "Share Jupyter Server default" in dialog.inner_text()
+        # It says what a share gives (jupyterlab/base/custom.css), as the home page does.
+        said = dialog.locator(".jp-ManageSharesBody-search-container").evaluate("e => getComputedStyle(e, '::before').content")
+        assert "works in it as you" in said, said
+        dialog.locator(".jp-ManageSharesBody-search-input").fill("wanda")
+        dialog.locator(".jp-ManageSharesBody-user-item", has_text="wanda").click()
+        dialog.locator(".jp-ManageSharesBody-selected-users td", has_text="wanda").wait_for()
+        owner.screenshot(path=str(artifacts / "sharing-jupyterlab-dialog.png"))
+        assert [(s["user"]["name"], s["scopes"]) for s in vik.api("GET", "/shares/vik/").json()["items"]] == [
+            ("wanda", ["access:servers!server=vik/"])]
+
+        # wanda opens it from her home page; her dialog there only gives the address.
+        guest = new_page()
+        log_in(guest, "wanda", PASSWORD)
+        goto(guest, "/hub/home")
+        guest.locator("#labhub-shared-with-me li", has_text="vik's default server").locator("a.labhub-open").click()
+        guest.locator("#labhub-guest-notice").wait_for()
+        guest.click("form button[type=submit]")
+        guest.wait_for_selector(".jp-Launcher", timeout=90_000)
+        dialog = open_share_dialog(guest)
+        assert "Share Jupyter Server Link" in dialog.inner_text()
+        assert dialog.locator(".jp-ManageSharesBody-search-input").count() == 0
+    finally:
+        vik.stop_server()

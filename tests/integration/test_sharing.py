@@ -80,6 +80,12 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
         token = page_token(guest)
         assert as_token(stack, token, "POST", "/shares/sana/", json={"user": "otto"}) in (403, 404)
         assert as_token(stack, token, "GET", "/users/sana/tokens") in (403, 404)
+        # Hers may share this server (JupyterLab's share dialog uses it), and nothing else of hers.
+        hers = page_token(sana)
+        assert as_token(stack, hers, "POST", "/shares/sana/", json={"user": "otto"}) == 200
+        assert as_token(stack, hers, "PATCH", "/shares/sana/", json={"user": "otto"}) == 200
+        for method, path in (("POST", "/shares/sana/side"), ("GET", "/users/sana/tokens"), ("DELETE", "/users/sana/servers/side")):
+            assert as_token(stack, hers, method, path, json={"user": "otto"}) in (403, 404), (method, path)
         # From inside sana's server, what gusto can reach as her uid gives nothing more either.
         code = FROM_INSIDE.replace("OWNER", "sana").replace("GUEST2", "otto")
         tried = ast.literal_eval(guest.execute(guest.start_kernel(), code))

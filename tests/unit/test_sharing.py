@@ -34,9 +34,16 @@ def configured(**env) -> Config:
 def test_on_every_user_may_share_and_find_whom_to_share_with():
     c = configured()
     user_role = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
-    assert user_role["scopes"] == ["self", "shares!user", "read:users:name", "read:groups:name"]
-    # Tokens that servers' pages hold get none of it (JupyterHub's default: access to that server).
-    assert "oauth_client_allowed_scopes" not in c.Spawner
+    assert user_role["scopes"] == ["self", "shares!user", "read:users:name", "list:users", "read:groups:name", "list:groups"]
+    # A JupyterLab page's token may share its own server and no other (JupyterLab's share dialog);
+    # JupyterHub narrows it to what the page's visitor may do.
+    assert c.Spawner.oauth_client_allowed_scopes == [
+        "shares!server", "read:users:name", "list:users", "read:groups:name", "list:groups"]
+
+
+def test_with_user_subdomains_pages_get_nothing_they_could_not_use():
+    c = configured(user_subdomains="true", hostname="lab.example.org")
+    assert "oauth_client_allowed_scopes" not in c.Spawner  # the hub is another site to them
 
 
 def test_limited_to_groups_only_their_members_get_the_scopes():
@@ -47,6 +54,7 @@ def test_limited_to_groups_only_their_members_get_the_scopes():
 
 def test_off_nobody_gets_them_but_the_service_still_runs_to_end_old_shares():
     c = configured(sharing="off")
+    assert "oauth_client_allowed_scopes" not in c.Spawner  # pages' tokens: their server alone
     assert {r["name"] for r in c.JupyterHub.load_roles} == {"idle-culler", "sharing"}
     [service] = [s for s in c.JupyterHub.services if s["name"] == "sharing"]
     assert service["command"][-2:] == ["--sharing=off", "--link-seconds=86400"]
