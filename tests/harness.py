@@ -100,9 +100,9 @@ class Deployment:
         """The docker command against this deployment's engine."""
         return run("docker", *args, check=check, env=self.env).stdout.strip()
 
-    def up(self, check=True) -> subprocess.CompletedProcess:
+    def up(self, check=True, build=True) -> subprocess.CompletedProcess:
         # On another engine, the images are the ones loaded there (tests/swarm.py), never rebuilt.
-        return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env else []), check=check)
+        return self.compose("up", "-d", "--wait", *(["--no-build"] if self.env or not build else []), check=check)
 
     def set_env(self, **settings) -> None:
         """Writes .env (LABHUB_<NAME>=value for each keyword; an upper-case one as it is, e.g.
@@ -117,16 +117,18 @@ class Deployment:
                                for name, value in settings.items()))
 
     @contextlib.contextmanager
-    def configured(self, **settings):
-        """The running deployment with these settings in .env; the defaults again afterwards."""
+    def configured(self, *, build=True, **settings):
+        """The running deployment with these settings in .env; the defaults again afterwards.
+        build=False: with the images as they are, though their sources changed (e.g. a CA added to
+        ca-certificates/ that only the containers are to read, not the images)."""
         self.set_env(**settings)
         try:
-            result = self.up(check=False)
+            result = self.up(check=False, build=build)
             assert result.returncode == 0, result.stdout[-3000:] + self.compose("logs", "--tail", "30", check=False).stdout
             yield self
         finally:
             self.set_env()
-            self.up()
+            self.up(build=build)
 
     def wait_until_published(self, name: str, text: str, timeout=30) -> None:
         """proxy-config publishes a changed file within seconds (an admin restarts Traefik after

@@ -34,7 +34,8 @@ def dns(stack):
 @pytest.fixture
 def pebble(stack, dns, tmp_path):
     ca_cert, ca_key = pki.certificate_authority("ACME Test CA")
-    # The site's extra CAs are what Traefik trusts for its ACME server, read at run time.
+    # The site's extra CAs are what Traefik trusts for its ACME server, read at run time: the tests
+    # bring the stack up with the images as built (build=False), which do not have this CA.
     trusted = stack.dir / "ca-certificates" / "acme-test-ca.crt"
     trusted.write_bytes(pki.pem(ca_cert))
     server = peers.start_pebble(f"{stack.project}_default", f"{stack.project}-pebble", tmp_path, ca_cert, ca_key, dns,
@@ -93,7 +94,7 @@ def names(leaf: x509.Certificate) -> list[str]:
 
 @pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
 def test_traefik_gets_the_certificate_by_acme_and_serves_the_hub_with_it(stack, pebble, challenge):
-    with stack.configured(**ACME, acme_server=pebble.directory, acme_challenge=challenge):
+    with stack.configured(**ACME, build=False, acme_server=pebble.directory, acme_challenge=challenge):
         leaf, response = first_served(stack, pebble, "/hub/login")
         assert names(leaf) == [HOST]
         assert response.startswith("HTTP/1.1 200") and 'name="password"' in response
@@ -110,7 +111,7 @@ def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_hub_and_every_
     site_static = stack.dir / "reverse-proxy" / "traefik.toml"
     site_static.write_text((stack.dir / "reverse-proxy" / "traefik.toml.template").read_text() +
                            "\n[certificatesResolvers.acme.acme.dnsChallenge.propagation]\n  disableChecks = true\n")
-    with stack.configured(**ACME, acme_server=pebble.directory, acme_challenge="dns-01", acme_dns_provider="httpreq",
+    with stack.configured(**ACME, build=False, acme_server=pebble.directory, acme_challenge="dns-01", acme_dns_provider="httpreq",
                           user_subdomains="true"):
         try:
             leaf, response = first_served(stack, pebble, "/hub/login")
@@ -132,7 +133,7 @@ def test_with_user_subdomains_dns_01_gets_one_certificate_for_the_hub_and_every_
 
 
 def test_a_dns_provider_lego_does_not_know_is_named_by_labhub_check(stack, pebble, httpreq):
-    with stack.configured(**ACME, acme_server=pebble.directory, acme_challenge="dns-01", acme_dns_provider="no-such-dns"):
+    with stack.configured(**ACME, build=False, acme_server=pebble.directory, acme_challenge="dns-01", acme_dns_provider="no-such-dns"):
         deadline = time.monotonic() + 120
         while "unrecognized DNS provider" not in stack.service_log("proxy"):
             assert time.monotonic() < deadline, stack.service_log("proxy")[-3000:]
