@@ -6,8 +6,9 @@ and their use, last activity, image and node. Per GPU (an engine with the NVIDIA
 and memory, from nvidia-smi every GPUS_EVERY seconds. Per home: use against its quota. In swarm
 mode: each node's state, and the other nodes' parts kept running
 (labhub.monitoring.keep_node_services); on each of those
-nodes `python -m labhub.exporter --node PREFIX` gives the CPU, memory, kills and starts of the
-servers there, which only that node's engine knows.
+nodes `python -m labhub.exporter --node PREFIX IMAGE` gives the CPU, memory, kills, starts and GPU
+use of the servers there, and its GPUs' use (nvidia-smi in a container of IMAGE), which only that
+node's engine knows.
 It reads the engine (its socket) and the hub's database (read-only) and serves only on the
 monitoring network (in swarm mode, the nodes' one too); user servers get nothing from it.
 """
@@ -67,11 +68,13 @@ class Collector:
     homes every HOMES_EVERY seconds in the background. Without a stack and settings, a node's
     sampler (swarm mode): only the use of the servers on this engine."""
 
-    def __init__(self, engine: docker.DockerClient, prefix: str, stack: Stack | None = None, s: Settings | None = None):
+    def __init__(self, engine: docker.DockerClient, prefix: str, stack: Stack | None = None, s: Settings | None = None,
+                 helper_image: str = ""):
         self.engine, self.prefix, self.stack, self.s = engine, prefix, stack, s
+        self.helper_image = helper_image or (stack.hub_image if stack else "")  # nvidia-smi's container
         self.homes: list[status.Home] = []
         self.homes_measured = 0.0
-        self.gpus: dict[str, nvidia.GpuUse] = {}  # by index, as servers hold them
+        self.gpus: list[nvidia.GpuUse] = []
 
     def measure_homes(self) -> None:
         while True:
@@ -84,10 +87,10 @@ class Collector:
     def measure_gpus(self) -> None:
         while True:
             try:
-                self.gpus = {g.index: g for g in nvidia.use(self.engine, self.stack)}
+                self.gpus = nvidia.use(self.engine, self.helper_image)
             except Exception as e:  # the next round tries again; meanwhile no figures rather than old ones
                 log.warning("measuring the GPUs: %s", e)
-                self.gpus = {}
+                self.gpus = []
             time.sleep(GPUS_EVERY)
 
     def watch_events(self) -> None:
@@ -133,6 +136,8 @@ class Collector:
         gpu_memory = GaugeMetricFamily("labhub_server_gpu_memory_used_bytes", "Memory used on the GPUs the server holds",
                                        labels=SERVER)
         sampled = self._sampled()
+        # Servers hold GPUs by index (labhub.gpu), or in swarm mode by UUID (Swarm's generic resources).
+        measured_gpus = {held_as: g for g in self.gpus for held_as in (g.index, g.uuid)}
         for server, cpu_seconds in sampled:
             owner = (server.user, server.name)
             memory.add_metric(owner, server.memory)
@@ -140,7 +145,13 @@ class Collector:
             # Counted from zero while the server runs, so that its first kill is an increase.
             OOM_KILLS.labels(*owner)
             STARTS.labels(*owner)
-        yield from (cpu, memory)
+            ids = [g.index for g in self.gpus] if server.gpus == "all" else [gpu for gpu in server.gpus.split(",") if gpu]
+            measured = [measured_gpus[gpu] for gpu in ids if gpu in measured_gpus]
+            if measured and len(measured) == len(ids):
+                gpu_use.add_metric(owner, sum(g.utilization for g in measured) / len(measured))
+                gpu_memory.add_metric(owner, sum(g.memory_used for g in measured))
+        yield from (cpu, memory, gpu_use, gpu_memory)
+        yield from self._gpus()
         if self.s is None:  # a node's sampler
             return
         seen = last_activity(DATABASE)
@@ -152,17 +163,11 @@ class Collector:
             info.add_metric([*owner, server.image, server.node], 1)
             limit.add_metric(owner, server.memory_limit)
             gpus.add_metric(owner, gpu_count(server.gpus))
-            indexes = [gpu for gpu in server.gpus.split(",") if gpu]
-            for gpu in indexes:
+            for gpu in (gpu for gpu in server.gpus.split(",") if gpu):
                 held.add_metric([*owner, gpu], 1)
-            measured = [self.gpus[gpu] for gpu in indexes if gpu in self.gpus]
-            if measured and len(measured) == len(indexes):
-                gpu_use.add_metric(owner, sum(g.utilization for g in measured) / len(measured))
-                gpu_memory.add_metric(owner, sum(g.memory_used for g in measured))
             if owner in seen:
                 activity.add_metric(owner, seen[owner])
-        yield from (info, limit, gpus, held, activity, gpu_use, gpu_memory)
-        yield from self._gpus()
+        yield from (info, limit, gpus, held, activity)
         yield from self._homes()
         if self.s.swarm:
             nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])
@@ -179,14 +184,14 @@ class Collector:
             return [sample for sample in pool.map(self._sample, containers) if sample]
 
     def _gpus(self):
-        use = GaugeMetricFamily("labhub_gpu_utilization_ratio", "The GPU's use (nvidia-smi's utilization.gpu)",
-                                labels=["gpu"])
-        used = GaugeMetricFamily("labhub_gpu_memory_used_bytes", "The GPU's memory in use", labels=["gpu"])
-        total = GaugeMetricFamily("labhub_gpu_memory_total_bytes", "The GPU's memory", labels=["gpu"])
-        for gpu in self.gpus.values():
-            use.add_metric([gpu.index], gpu.utilization)
-            used.add_metric([gpu.index], gpu.memory_used)
-            total.add_metric([gpu.index], gpu.memory_total)
+        gpu = ["gpu", "uuid"]  # its index on its machine, and its UUID (unique across the nodes)
+        use = GaugeMetricFamily("labhub_gpu_utilization_ratio", "The GPU's use (nvidia-smi's utilization.gpu)", labels=gpu)
+        used = GaugeMetricFamily("labhub_gpu_memory_used_bytes", "The GPU's memory in use", labels=gpu)
+        total = GaugeMetricFamily("labhub_gpu_memory_total_bytes", "The GPU's memory", labels=gpu)
+        for measured in self.gpus:
+            use.add_metric([measured.index, measured.uuid], measured.utilization)
+            used.add_metric([measured.index, measured.uuid], measured.memory_used)
+            total.add_metric([measured.index, measured.uuid], measured.memory_total)
         yield from (use, used, total)
 
     def _homes(self):
@@ -205,8 +210,9 @@ class Collector:
 
 def measures_gpus(s: Settings, engine_info: dict) -> bool:
     """Whether this machine's GPUs are sampled: where servers may get them (LABHUB_GPUS not off)
-    and the engine has the NVIDIA runtime; not in swarm mode, whose GPUs are on the nodes."""
-    return not s.swarm and s.gpus != "off" and nvidia.has_runtime(engine_info)
+    and the engine has the NVIDIA runtime (in swarm mode, this node's; the others' samplers
+    measure theirs)."""
+    return s.gpus != "off" and nvidia.has_runtime(engine_info)
 
 
 def keep_node_services(engine: docker.DockerClient, stack: Stack) -> None:
@@ -223,13 +229,15 @@ def keep_node_services(engine: docker.DockerClient, stack: Stack) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m labhub.exporter`: the manager's (or the only machine's); `--node PREFIX`: a
-    swarm node's sampler of the servers whose containers' names start with PREFIX."""
+    """`python -m labhub.exporter`: the manager's (or the only machine's); `--node PREFIX IMAGE`: a
+    swarm node's sampler of the servers whose containers' names start with PREFIX, and of the
+    node's GPUs where it has them (nvidia-smi in a container of IMAGE, the hub's)."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s labhub exporter: %(message)s")
     engine = docker.from_env()
     if argv[:1] == ["--node"]:
-        collector, work = Collector(engine, argv[1]), []
+        collector = Collector(engine, argv[1], helper_image=argv[2])
+        work = [collector.measure_gpus] if nvidia.has_runtime(engine.info()) else []
     else:
         s = settings.load()
         stack = own(engine)

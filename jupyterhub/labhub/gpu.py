@@ -60,7 +60,7 @@ def available(info: dict, engine: docker.DockerClient, stack: Stack, s: Settings
         nodes = swarm.server_nodes(engine) if nodes is None else nodes
         devices = [f"{node.hostname}:{gpu}" for node in nodes for gpu in node.gpus]
     else:
-        devices = nvidia.detect(info, engine, stack)
+        devices = nvidia.detect(info, engine, stack.hub_image)
     if s.gpus == "on" and not devices:
         raise fail("GPUS", "on, but the Docker engine offers no NVIDIA GPU",
                    "install the NVIDIA driver and container toolkit, or set it to auto")

@@ -161,7 +161,8 @@ def _node_services(stack, monitoring_image: str) -> dict[str, tuple[str, Contain
         # The engine's socket, as the manager's exporter has it; root without capabilities; the
         # compose exporter's health check.
         NODE_SAMPLER: (stack.hub_image_name, ContainerSpec(
-            stack.hub_image_name, command=["python", "-m", "labhub.exporter", "--node", f"{stack.container_prefix}-"],
+            stack.hub_image_name, command=["python", "-m", "labhub.exporter", "--node", f"{stack.container_prefix}-",
+                                           stack.hub_image_name],
             mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")], healthcheck=Healthcheck(
                 test=["CMD", "python", "-c", "import urllib.request; "
                       f"urllib.request.urlopen('http://127.0.0.1:{EXPORTER_PORT}/metrics', timeout=5)"],

@@ -43,10 +43,13 @@ def _cpu_percent(stats: dict) -> float | None:
 
 
 def held_gpus(container) -> str:
+    """The GPUs a server's container holds: given by labhub.gpu (indexes, or all), or by Swarm."""
     if ASSIGNED_LABEL in container.labels:
         return container.labels[ASSIGNED_LABEL]
     requests = container.attrs["HostConfig"].get("DeviceRequests") or []
-    return "all" if any(r.get("Count") == -1 for r in requests) else ""
+    if any(r.get("Count") == -1 for r in requests):
+        return "all"
+    return _environment(container.attrs.get("Config", {}).get("Env")).get(swarm.GPU_ENV, "")
 
 
 def _environment(variables) -> dict[str, str]:

@@ -27,6 +27,9 @@ from .storage import host_folders
 log = logging.getLogger("JupyterHub")
 
 GPU_KIND = "NVIDIA-GPU"  # the generic resource nodes advertise GPUs as (Docker's and NVIDIA's docs)
+# What Swarm tells a task of the GPUs it got (their ids, as the node advertises them), which the
+# NVIDIA runtime reads (its swarm-resource setting, README: More than one machine).
+GPU_ENV = f"DOCKER_RESOURCE_{GPU_KIND}"
 SERVERS_LABEL = "labhub.servers"  # a node labelled labhub.servers=no gets no new servers (`labhub nodes drain`)
 POLL_SECONDS = 0.1
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}

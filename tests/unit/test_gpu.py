@@ -10,7 +10,7 @@ from traitlets.config import Config
 from labhub import gpu, nvidia, settings
 from labhub.settings import SettingError
 
-from contexts import hub_context
+from contexts import STACK, hub_context
 
 
 def spawner(user, server="", gpu_flavor=True):
@@ -82,10 +82,10 @@ def test_own_devices_per_gpu_server_as_the_hub_would_send_them():
 
 
 def test_on_without_gpus_refuses_to_start(monkeypatch):
-    monkeypatch.setattr(nvidia, "detect", lambda info, engine, stack: [])
+    monkeypatch.setattr(nvidia, "detect", lambda info, engine, image: [])
     with pytest.raises(SettingError, match="^LABHUB_GPUS: on, but the Docker engine offers no NVIDIA GPU"):
-        gpu.available({}, None, None, load(gpus="on"))
-    assert gpu.available({}, None, None, load(gpus="auto")) == []
+        gpu.available({}, None, STACK, load(gpus="on"))
+    assert gpu.available({}, None, STACK, load(gpus="auto")) == []
 
 
 def test_detect_asks_nothing_of_an_engine_without_the_nvidia_runtime():

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import docker
 import pytest
@@ -166,10 +167,13 @@ def test_the_page_plots_the_same_file_systems_the_alert_watches():
 
 
 class FakeContainer:
-    def __init__(self, name: str, user: str, memory: int, gpus: str = ""):
+    """A server's container; gpus given by labhub.gpu (a label), or swarm_gpus by Swarm (its environment)."""
+
+    def __init__(self, name: str, user: str, memory: int, gpus: str = "", swarm_gpus: str = ""):
         self.name, self.labels = name, ({gpu.ASSIGNED_LABEL: gpus} if gpus else {})
         self.attrs = {"Config": {"Image": "labhub/jupyterlab-base:latest",
-                                 "Env": [f"JUPYTERHUB_USER={user}", "JUPYTERHUB_SERVER_NAME="]},
+                                 "Env": [f"JUPYTERHUB_USER={user}", "JUPYTERHUB_SERVER_NAME="] +
+                                        ([f"DOCKER_RESOURCE_NVIDIA-GPU={swarm_gpus}"] if swarm_gpus else [])},
                       "HostConfig": {"Memory": 512 * 2**20}, "State": {"StartedAt": "2026-12-07T02:00:00.5Z"}}
         self.memory = memory
 
@@ -199,41 +203,51 @@ def test_the_exporter_reports_each_running_server(monkeypatch, tmp_path):
     assert "labhub_swarm_node_up" not in value
     assert value["labhub_gpu_utilization_ratio"] == [] and value["labhub_server_gpu_utilization_ratio"] == []  # none measured
     # A swarm node's sampler: the use of the servers on its engine, nothing the manager tells.
-    families = {f.name: f for f in exporter.Collector(engine, "lab-user-").collect()}
-    assert sorted(families) == ["labhub_server_cpu_seconds_total", "labhub_server_memory_bytes"]
+    families = {f.name: f for f in exporter.Collector(engine, "lab-user-", helper_image="labhub/hub:latest").collect()}
+    assert sorted(families) == ["labhub_gpu_memory_total_bytes", "labhub_gpu_memory_used_bytes", "labhub_gpu_utilization_ratio",
+                                "labhub_server_cpu_seconds_total", "labhub_server_gpu_memory_used_bytes",
+                                "labhub_server_gpu_utilization_ratio", "labhub_server_memory_bytes"]
     assert [s.labels for s in families["labhub_server_memory_bytes"].samples] == [{"user": "ann", "server": ""}]
 
 
-NVIDIA_SMI = "0, 87, 30000, 40960\n1, 13, 1024, 40960\n2, [N/A], 0, 16384\n"  # as USE_FIELDS, units off
+# As USE_FIELDS, units off.
+NVIDIA_SMI = ("0, GPU-a0, 87, 30000, 40960\n1, GPU-b1, 13, 1024, 40960\n"
+              "2, GPU-c2, [N/A], 0, 16384\n")
 
 
-class FakeStack:
-    def __init__(self, out: str):
-        self.out, self.asked = out.encode(), []
+class FakeEngine:
+    """An engine whose helper containers answer out (nvidia-smi's), and which says what it ran."""
 
-    def run_helper(self, engine, command, **options):
-        self.asked.append((command, options))
+    def __init__(self, out: str, containers=()):
+        self.out, self.ran = out.encode(), []
+        self.containers = SimpleNamespace(run=self.run, list=lambda filters: list(containers))
+
+    def run(self, image, command, **options):
+        self.ran.append((image, command, options))
         return self.out
 
 
 def test_gpu_use_is_asked_of_nvidia_smi_in_a_container_given_every_gpu():
-    stack = FakeStack(NVIDIA_SMI)
-    use = nvidia.use(None, stack)
-    [(command, options)] = stack.asked
-    assert command == ["nvidia-smi", "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+    engine = FakeEngine(NVIDIA_SMI)
+    use = nvidia.use(engine, "labhub/hub:latest")
+    [(image, command, options)] = engine.ran
+    assert image == "labhub/hub:latest"
+    assert command == ["nvidia-smi", "--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total",
                        "--format=csv,noheader,nounits"]
-    assert options == {"device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]}
-    assert use[:2] == [nvidia.GpuUse("0", 0.87, 30000 * 2**20, 40960 * 2**20),
-                       nvidia.GpuUse("1", 0.13, 1024 * 2**20, 40960 * 2**20)]
+    assert options == {"network_mode": "none", "remove": True,
+                       "device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]}
+    assert use[:2] == [nvidia.GpuUse("0", "GPU-a0", 0.87, 30000 * 2**20, 40960 * 2**20),
+                       nvidia.GpuUse("1", "GPU-b1", 0.13, 1024 * 2**20, 40960 * 2**20)]
     assert use[2].index == "2" and math.isnan(use[2].utilization)  # a GPU that does not tell its use
-    assert nvidia.detect({"Runtimes": {"nvidia": {}, "runc": {}}}, None, FakeStack("0\n1\n")) == ["0", "1"]
+    assert nvidia.detect({"Runtimes": {"nvidia": {}, "runc": {}}}, FakeEngine("0\n1\n"), "img") == ["0", "1"]
 
 
 @pytest.mark.parametrize("env, info, measured", [
     ({}, {"Runtimes": {"nvidia": {}, "runc": {}}}, True),
     ({}, {"Runtimes": {"runc": {}}}, False),
     ({"gpus": "off"}, {"Runtimes": {"nvidia": {}}}, False),
-    ({"swarm": "true", "home_root": "/srv/homes"}, {"Runtimes": {"nvidia": {}}}, False),
+    # The manager's own GPUs; the other nodes' samplers measure theirs.
+    ({"swarm": "true", "home_root": "/srv/homes"}, {"Runtimes": {"nvidia": {}}}, True),
 ])
 def test_gpus_are_sampled_where_servers_may_get_them_on_this_machine(env, info, measured):
     assert exporter.measures_gpus(load(**env), info) is measured
@@ -245,17 +259,34 @@ def test_the_exporter_reports_each_gpus_use_and_each_servers_share_of_it(monkeyp
     containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, gpus="0,1"),
                   FakeContainer("lab-user-bo", "bo", 101 * 2**20, gpus="2"),
                   FakeContainer("lab-user-cy", "cy", 101 * 2**20, gpus="3")]  # a GPU nvidia-smi did not list
-    engine = type("Engine", (), {"containers": type("C", (), {"list": staticmethod(lambda filters: containers)})})
+    engine = FakeEngine(NVIDIA_SMI, containers)
     collector = exporter.Collector(engine, "lab-user-", STACK, load())
-    collector.gpus = {g.index: g for g in nvidia.use(None, FakeStack(NVIDIA_SMI))}
+    collector.gpus = nvidia.use(engine, collector.helper_image)
+    assert engine.ran[0][0] == STACK.hub_image
     families = {f.name: f for f in collector.collect()}
     value = {name: {tuple(s.labels.values()): s.value for s in f.samples} for name, f in families.items()}
-    assert value["labhub_gpu_utilization_ratio"] == {("0",): 0.87, ("1",): 0.13, ("2",): pytest.approx(math.nan, nan_ok=True)}
-    assert value["labhub_gpu_memory_used_bytes"][("1",)] == 1024 * 2**20
-    assert value["labhub_gpu_memory_total_bytes"][("0",)] == 40960 * 2**20
+    assert value["labhub_gpu_utilization_ratio"] == {("0", "GPU-a0"): 0.87, ("1", "GPU-b1"): 0.13,
+                                                     ("2", "GPU-c2"): pytest.approx(math.nan, nan_ok=True)}
+    assert value["labhub_gpu_memory_used_bytes"][("1", "GPU-b1")] == 1024 * 2**20
+    assert value["labhub_gpu_memory_total_bytes"][("0", "GPU-a0")] == 40960 * 2**20
     assert value["labhub_server_gpu_utilization_ratio"][("ann", "")] == pytest.approx(0.5)
     assert value["labhub_server_gpu_memory_used_bytes"][("ann", "")] == 31024 * 2**20
     assert ("cy", "") not in value["labhub_server_gpu_utilization_ratio"]  # not measured: no figure, not a wrong one
+
+
+def test_a_swarm_nodes_sampler_reports_its_gpus_and_the_share_of_its_servers_which_hold_them_by_uuid():
+    """Swarm gives a server GPUs by the ids its node advertises (their UUIDs), in its environment."""
+    containers = [FakeContainer("lab-user-ann", "ann", 101 * 2**20, swarm_gpus="GPU-a0,GPU-b1"),
+                  FakeContainer("lab-user-bo", "bo", 101 * 2**20, swarm_gpus="GPU-d3"),  # one nvidia-smi did not list
+                  FakeContainer("lab-user-cy", "cy", 101 * 2**20)]
+    engine = FakeEngine(NVIDIA_SMI, containers)
+    collector = exporter.Collector(engine, "lab-user-", helper_image="labhub/hub:latest")
+    collector.gpus = nvidia.use(engine, collector.helper_image)
+    value = {f.name: {tuple(s.labels.values()): s.value for s in f.samples} for f in collector.collect()}
+    assert value["labhub_server_gpu_utilization_ratio"] == {("ann", ""): pytest.approx(0.5)}
+    assert value["labhub_server_gpu_memory_used_bytes"] == {("ann", ""): 31024 * 2**20}
+    assert value["labhub_gpu_utilization_ratio"][("1", "GPU-b1")] == 0.13
+    assert exporter.Collector(engine, "lab-user-", helper_image="labhub/hub:latest").gpus == []  # until measured
 
 
 def test_in_swarm_mode_prometheus_looks_up_the_other_nodes_parts(tmp_path, monkeypatch):
@@ -280,7 +311,7 @@ def test_the_other_nodes_parts_are_confined_and_named_after_their_node():
         assert spec["ReadOnly"] is True and spec["CapabilityDrop"] == ["ALL"] and spec["Hostname"] == "{{.Node.Hostname}}"
     assert exporter_spec["User"] == "65534:65534" and exporter_spec["Mounts"][0]["ReadOnly"] is True
     assert services["swarm-node-sampler"][0] == "labhub/hub:latest"
-    assert sampler_spec["Command"][-2:] == ["--node", f"{STACK.container_prefix}-"]
+    assert sampler_spec["Command"][-3:] == ["--node", f"{STACK.container_prefix}-", "labhub/hub:latest"]
     assert "127.0.0.1:9101/metrics" in sampler_spec["Healthcheck"]["Test"][-1]  # its own, not the hub image's
 
 
