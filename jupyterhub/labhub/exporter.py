@@ -66,7 +66,7 @@ def gpu_count(gpus: str) -> float:
 class Collector:
     """Reads the engine at each scrape (a sample of every server's container at once), and the
     homes every HOMES_EVERY seconds in the background. Without a stack and settings, a node's
-    sampler (swarm mode): only the use of the servers on this engine."""
+    sampler (swarm mode): only the use of the servers on this engine, and of its GPUs."""
 
     def __init__(self, engine: docker.DockerClient, prefix: str, stack: Stack | None = None, s: Settings | None = None,
                  helper_image: str = ""):
