@@ -128,34 +128,34 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
 def test_a_share_with_a_group_lets_its_members_in_while_they_are_in_it(stack, admin):
     """JupyterHub alone refuses a group's members at the owner's server; the hub image's patch
     (jupyterhub/patches/group-shares-in-tokens.patch) lets them in."""
-    vera, wim, xena = (harness.native_user(stack, admin, name) for name in ("vera", "wim", "xena"))
+    quinn, wim, xena = (harness.native_user(stack, admin, name) for name in ("quinn", "wim", "xena"))
     assert admin.api("POST", "/groups/sharing-optics", json={"users": ["wim"]}).status_code == 201
-    vera.start_server()
+    quinn.start_server()
     try:
-        vera.write_file("optics.txt", "vera's lenses")
-        assert vera.api("POST", "/shares/vera/", json={"group": "sharing-optics"}).status_code == 200
-        assert [s["server"]["user"]["name"] for s in wim.api("GET", "/users/wim/shared").json()["items"]] == ["vera"]
-        his, hers = wim.for_user("vera"), xena.for_user("vera")
-        assert his.read_file("optics.txt") == "vera's lenses"
+        quinn.write_file("optics.txt", "quinn's lenses")
+        assert quinn.api("POST", "/shares/quinn/", json={"group": "sharing-optics"}).status_code == 200
+        assert [s["server"]["user"]["name"] for s in wim.api("GET", "/users/wim/shared").json()["items"]] == ["quinn"]
+        his, hers = wim.for_user("quinn"), xena.for_user("quinn")
+        assert his.read_file("optics.txt") == "quinn's lenses"
         assert harness.lab_refused(hers)
 
         # Membership decides, at each visit: xena joins and gets in; wim leaves and his way in closes.
         assert admin.api("POST", "/groups/sharing-optics/users", json={"users": ["xena"]}).status_code == 200
-        assert hers.read_file("optics.txt") == "vera's lenses"
+        assert hers.read_file("optics.txt") == "quinn's lenses"
         assert admin.api("DELETE", "/groups/sharing-optics/users", json={"users": ["wim"]}).status_code == 200
         took = wait_until(lambda: his.server_api("GET", "/contents/optics.txt").status_code != 200, 30,
                           "wim, out of the group, cut off")
         print(f"a member who left the group was refused after {took:.1f} s")
         assert harness.lab_refused(his)
 
-        # vera revokes the group's share: xena is cut off too.
-        assert vera.api("PATCH", "/shares/vera/", json={"group": "sharing-optics"}).status_code == 200
+        # quinn revokes the group's share: xena is cut off too.
+        assert quinn.api("PATCH", "/shares/quinn/", json={"group": "sharing-optics"}).status_code == 200
         took = wait_until(lambda: hers.server_api("GET", "/contents/optics.txt").status_code != 200, 30,
                           "xena cut off after the group's share was revoked")
         print(f"a revoked group share refused its member after {took:.1f} s")
-        assert vera.read_file("optics.txt") == "vera's lenses"
+        assert quinn.read_file("optics.txt") == "quinn's lenses"
     finally:
-        vera.stop_server()
+        quinn.stop_server()
         admin.api("DELETE", "/groups/sharing-optics")
 
 
