@@ -56,11 +56,14 @@ def last_activity(database) -> dict[tuple[str, str], float]:
             for user, server, when in rows}
 
 
+def held(gpus: str) -> list[str]:
+    """The GPUs a server holds, each, from labhub.status's form: indexes or UUIDs ("0,2"), "all", or ""."""
+    return [gpu for gpu in gpus.split(",") if gpu]
+
+
 def gpu_count(gpus: str) -> float:
-    """GPUs a server holds, from labhub.status's form: "0,2" -> 2, "all" -> NaN (every GPU, however many)."""
-    if gpus == "all":
-        return float("nan")
-    return float(len([g for g in gpus.split(",") if g]))
+    """GPUs a server holds: "0,2" -> 2, "all" -> NaN (every GPU, however many)."""
+    return float("nan") if gpus == "all" else float(len(held(gpus)))
 
 
 class Collector:
@@ -127,7 +130,7 @@ class Collector:
         memory = GaugeMetricFamily("labhub_server_memory_bytes", "Memory the server uses (no droppable cache)", labels=SERVER)
         limit = GaugeMetricFamily("labhub_server_memory_limit_bytes", "The server's memory limit", labels=SERVER)
         gpus = GaugeMetricFamily("labhub_server_gpus", "GPUs the server holds (NaN: all of the node's)", labels=SERVER)
-        held = GaugeMetricFamily("labhub_server_gpu_info", "A GPU a server holds", labels=[*SERVER, "gpu"])
+        holders = GaugeMetricFamily("labhub_server_gpu_info", "A GPU a server holds", labels=[*SERVER, "gpu"])
         activity = GaugeMetricFamily("labhub_server_last_activity_timestamp_seconds",
                                      "When the hub last saw activity in the server", labels=SERVER)
         # Of the GPUs as a whole: a GPU shared between servers (LABHUB_GPU_SHARING) counts for each.
@@ -145,7 +148,7 @@ class Collector:
             # Counted from zero while the server runs, so that its first kill is an increase.
             OOM_KILLS.labels(*owner)
             STARTS.labels(*owner)
-            ids = [g.index for g in self.gpus] if server.gpus == "all" else [gpu for gpu in server.gpus.split(",") if gpu]
+            ids = [g.index for g in self.gpus] if server.gpus == "all" else held(server.gpus)
             measured = [measured_gpus[gpu] for gpu in ids if gpu in measured_gpus]
             if measured and len(measured) == len(ids):
                 gpu_use.add_metric(owner, sum(g.utilization for g in measured) / len(measured))
@@ -163,11 +166,11 @@ class Collector:
             info.add_metric([*owner, server.image, server.node], 1)
             limit.add_metric(owner, server.memory_limit)
             gpus.add_metric(owner, gpu_count(server.gpus))
-            for gpu in (gpu for gpu in server.gpus.split(",") if gpu):
-                held.add_metric([*owner, gpu], 1)
+            for gpu in held(server.gpus):
+                holders.add_metric([*owner, gpu], 1)
             if owner in seen:
                 activity.add_metric(owner, seen[owner])
-        yield from (info, limit, gpus, held, activity)
+        yield from (info, limit, gpus, holders, activity)
         yield from self._homes()
         if self.s.swarm:
             nodes = GaugeMetricFamily("labhub_swarm_node_up", "1: the swarm node is ready", labels=["node", "role"])

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import docker
 from docker.types import DeviceRequest
 
+from .stack import run_helper
+
 log = logging.getLogger("JupyterHub")
 
 
@@ -20,9 +22,8 @@ def has_runtime(info: dict) -> bool:
 def query(engine: docker.DockerClient, image: str, fields: str) -> list[list[str]]:
     """nvidia-smi's answer, a row of the fields per GPU, from a throwaway container of image given
     all GPUs (the runtime brings nvidia-smi in) and no network."""
-    out = engine.containers.run(image, ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                                network_mode="none", remove=True,
-                                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])])
+    out = run_helper(engine, image, ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                     device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])])
     return [[value.strip() for value in line.split(",")] for line in out.decode().splitlines() if line.strip()]
 
 

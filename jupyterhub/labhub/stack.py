@@ -29,9 +29,8 @@ class Stack:
     context_dir: str  # the host folder mounted at CONTEXT_DIR, to mount into user containers too
 
     def run_helper(self, engine: docker.DockerClient, command: list[str], image: str = "", **options):
-        """Runs a short-lived helper container of the hub's image (or image) and returns its output:
-        no network and removed when done, unless options say otherwise."""
-        return engine.containers.run(image or self.hub_image, command, **{"network_mode": "none", "remove": True, **options})
+        """run_helper() with the hub's image, unless given another."""
+        return run_helper(engine, image or self.hub_image, command, **options)
 
     def service_containers(self, engine: docker.DockerClient, service: str) -> list:
         """The running containers of one of this LabHub's compose services."""
@@ -50,6 +49,12 @@ class Stack:
     def home_volume(self) -> str:
         """Per-user home volume; DockerSpawner fills in the escaped user name."""
         return f"{self.project}-home-{{username}}"
+
+
+def run_helper(engine: docker.DockerClient, image: str, command: list[str], **options):
+    """Runs a short-lived helper container of image and returns its output: no network and removed
+    when done, unless options say otherwise. (A swarm node's sampler has the image, not a Stack.)"""
+    return engine.containers.run(image, command, **{"network_mode": "none", "remove": True, **options})
 
 
 def own(client: docker.DockerClient) -> Stack:
