@@ -34,9 +34,17 @@ def memory():
             return "opened"
     except OSError as e:
         return e.strerror
+def share_warning():  # what JupyterLab's share dialog says to the owner (jupyterlab/base/custom.css)
+    import jupyter_server
+    try:
+        with open(os.path.join(os.path.dirname(jupyter_server.__file__), "static", "custom", "custom.css"), "w"):
+            return "opened"
+    except OSError as e:
+        return e.strerror
 {"tokens": hub("GET", "/users/OWNER/tokens"), "new token": hub("POST", "/users/OWNER/tokens", {"note": "mine now"}),
  "stop other": hub("DELETE", "/users/OWNER/servers/side"), "start other": hub("POST", "/users/OWNER/servers/third"),
- "share on": hub("POST", "/shares/OWNER/", {"user": "GUEST2"}), "server memory": memory()}
+ "share on": hub("POST", "/shares/OWNER/", {"user": "GUEST2"}), "server memory": memory(),
+ "share warning": share_warning()}
 """
 
 
@@ -90,6 +98,7 @@ def test_a_share_gives_the_guest_the_one_server_and_nothing_more_until_it_ends(s
         code = FROM_INSIDE.replace("OWNER", "sana").replace("GUEST2", "otto")
         tried = ast.literal_eval(guest.execute(guest.start_kernel(), code))
         assert tried.pop("server memory") == "Permission denied", tried
+        assert tried.pop("share warning") == "Permission denied", tried  # the dialog's warning stays
         assert set(tried.values()) <= {403, 404}, tried
         assert side.read_file("plan.txt") == "sana's plan"  # her other server never stopped
         assert sana.api("GET", "/users/sana/tokens").status_code == 200
