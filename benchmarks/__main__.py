@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # har
 
 import harness  # noqa: E402
 from . import measure  # noqa: E402
-from .setups import SETUPS, LabHub, LabHubCollaboration, LabHubHomes, LabHubMonitoring, LabHubQuotas, LabHubSwarm  # noqa: E402
+from .setups import (SETUPS, LabHub, LabHubCollaboration, LabHubHomes, LabHubMonitoring, LabHubQuotas,  # noqa: E402
+                     LabHubSwarm, LabHubZfsHomes, LabHubZfsQuotas)
 
 MB = 2**20
 
@@ -217,23 +218,24 @@ def hub_start_line(run: dict) -> str:
 
 
 def quota_lines(results: dict) -> list[str]:
-    """Home quotas' cost on the spawn path: the quotas setup against the homes setup (same file system)."""
-    without, with_ = results.get(LabHubHomes.name), results.get(LabHubQuotas.name)
+    """Home quotas' cost on the spawn path: each quotas setup against its homes setup (same file system)."""
     lines = []
-    for name, figures in ((LabHubHomes.name, without), (LabHubQuotas.name, with_)):
-        if figures:
-            lines.append(f"{name}: first spawn p50 {figures['first_spawn']['p50']:.2f} s (max {figures['first_spawn']['max']:.2f}), "
-                         f"warm spawn p50 {figures['warm_spawn']['p50']:.2f} s (p95 {figures['warm_spawn']['p95']:.2f})")
-    if without and with_:
-        for figure, label in (("first_spawn", "a new user's first spawn"), ("warm_spawn", "warm spawn")):
-            a, b = without[figure]["p50"], with_[figure]["p50"]
-            lines.append(f"home quotas, {label} p50: {b:.2f} s with, {a:.2f} s without: {b / a:.2f}x (target <= 1.10x)")
-        lines.append("quota set-up for a new user (first spawn p50, with minus without): "
-                     f"{with_['first_spawn']['p50'] - without['first_spawn']['p50']:+.2f} s")
-    if with_ and with_.get("quota_setup_ms"):
-        took = with_["quota_setup_ms"]
-        lines.append(f"quota set-up for a new user, as the hub logged it: p50 {took['p50']:.0f} ms, max {took['max']:.0f} ms "
-                     f"({took['n']} users)")
+    for fs, homes, quotas in (("btrfs", LabHubHomes, LabHubQuotas), ("ZFS", LabHubZfsHomes, LabHubZfsQuotas)):
+        without, with_ = results.get(homes.name), results.get(quotas.name)
+        for name, figures in ((homes.name, without), (quotas.name, with_)):
+            if figures:
+                lines.append(f"{name}: first spawn p50 {figures['first_spawn']['p50']:.2f} s (max {figures['first_spawn']['max']:.2f}), "
+                             f"warm spawn p50 {figures['warm_spawn']['p50']:.2f} s (p95 {figures['warm_spawn']['p95']:.2f})")
+        if without and with_:
+            for figure, label in (("first_spawn", "a new user's first spawn"), ("warm_spawn", "warm spawn")):
+                a, b = without[figure]["p50"], with_[figure]["p50"]
+                lines.append(f"home quotas on {fs}, {label} p50: {b:.2f} s with, {a:.2f} s without: {b / a:.2f}x (target <= 1.10x)")
+            lines.append(f"quota set-up on {fs} for a new user (first spawn p50, with minus without): "
+                         f"{with_['first_spawn']['p50'] - without['first_spawn']['p50']:+.2f} s")
+        if with_ and with_.get("quota_setup_ms"):
+            took = with_["quota_setup_ms"]
+            lines.append(f"quota set-up on {fs} for a new user, as the hub logged it: p50 {took['p50']:.0f} ms, "
+                         f"max {took['max']:.0f} ms ({took['n']} users)")
     return lines
 
 
@@ -288,7 +290,8 @@ def main(argv=None) -> int:
                         help="which to run, comma-separated: labhub, reference (both by default), swarm (LabHub in "
                         "swarm mode on a two-node swarm of engine containers: its warm spawns on each node), homes "
                         "and quotas (LabHub with homes on a btrfs file system of their own, without and with "
-                        "LABHUB_HOME_QUOTA: new users' first spawns and warm spawns), monitoring (LabHub with "
+                        "LABHUB_HOME_QUOTA: new users' first spawns and warm spawns), zfs-homes and zfs-quotas (the "
+                        "same on a ZFS dataset, through zfs-fuse), monitoring (LabHub with "
                         "COMPOSE_PROFILES=monitoring: warm spawns, and the monitoring's memory and CPU with --users "
                         "servers running)")
     parser.add_argument("--hub-start-only", action="store_true",

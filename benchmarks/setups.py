@@ -194,9 +194,12 @@ class LabHubHomes(LabHub):
         self.mounted = contextlib.ExitStack()
 
     def up(self) -> None:
-        homes = self.mounted.enter_context(filesystems.btrfs_homes("bench-homes", quotas=bool(self.quota)))
+        homes = self.mounted.enter_context(self.home_root())
         self.deployment.set_env(home_root=homes, **({"home_quota": self.quota} if self.quota else {}))
         super().up()
+
+    def home_root(self):
+        return filesystems.btrfs_homes("bench-homes", quotas=bool(self.quota))
 
     def destroy(self) -> None:
         super().destroy()
@@ -206,6 +209,22 @@ class LabHubHomes(LabHub):
 class LabHubQuotas(LabHubHomes):
     """The same with LABHUB_HOME_QUOTA: each home a subvolume with its limit, set at each start."""
     name = "LabHub quotas on btrfs"
+    quota = "20G"
+
+
+class LabHubZfsHomes(LabHubHomes):
+    """LabHub with the home root a ZFS dataset (zfs-fuse, as tests/integration/test_quotas.py makes),
+    without home quotas: the ZFS quotas setup's baseline."""
+    name = "LabHub homes on ZFS"
+
+    def home_root(self):
+        return filesystems.zfs_homes("bench-zfs-homes")
+
+
+class LabHubZfsQuotas(LabHubZfsHomes):
+    """The same with LABHUB_HOME_QUOTA: each home a dataset with its refquota, made by the host's
+    zfs and limited at each start."""
+    name = "LabHub quotas on ZFS"
     quota = "20G"
 
 
@@ -232,4 +251,5 @@ class LabHubMonitoring(LabHubWith):
 
 
 SETUPS = {"labhub": LabHub, "reference": Reference, "collaboration": LabHubCollaboration, "swarm": LabHubSwarm,
-          "homes": LabHubHomes, "quotas": LabHubQuotas, "monitoring": LabHubMonitoring}
+          "homes": LabHubHomes, "quotas": LabHubQuotas, "zfs-homes": LabHubZfsHomes, "zfs-quotas": LabHubZfsQuotas,
+          "monitoring": LabHubMonitoring}

@@ -1,8 +1,9 @@
-"""File systems of their own for tests and benchmarks: a sparse image file, made with mkfs and
-loop-mounted on this machine (as root), e.g. btrfs with quotas for LABHUB_HOME_ROOT."""
+"""File systems of their own for tests and benchmarks, on sparse image files: made with mkfs and
+loop-mounted on this machine (as root), e.g. btrfs with quotas for LABHUB_HOME_ROOT; or a ZFS pool."""
 
 import contextlib
 import subprocess
+import time
 from pathlib import Path
 
 import harness
@@ -53,3 +54,50 @@ def qgroup(home) -> tuple[int, int]:
                          capture_output=True, text=True).stdout
     row = next(line.split() for line in out.splitlines() if line.startswith("0/"))
     return int(row[1]), 0 if row[3] == "none" else int(row[3])
+
+
+@contextlib.contextmanager
+def zfs_homes(name: str, size: int = 512 * 2**20):
+    """A home root that is a ZFS dataset of its own (<pool>/homes), the pool on an image file in
+    WORK. This machine's kernel has no ZFS module, so it is zfs-fuse, ZFS in user space; its zfs
+    command on this machine is the host's own, which LabHub runs there."""
+    daemon = None
+    if subprocess.run(["zpool", "list"], capture_output=True).returncode:
+        daemon = subprocess.Popen(["zfs-fuse", "--no-daemon"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while subprocess.run(["zpool", "list"], capture_output=True).returncode:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                daemon.kill()
+                raise CannotMount(f"zfs-fuse does not run here: {daemon.communicate()[1].decode().strip()}")
+            time.sleep(0.2)
+    image, mount_point, pool = harness.WORK / f"{name}.img", harness.WORK / name, f"labhub-{name}"
+    with open(image, "wb") as f:
+        f.truncate(size)
+    try:
+        subprocess.run(["zpool", "create", "-m", str(mount_point), pool, str(image)], check=True, capture_output=True)
+        try:
+            subprocess.run(["zfs", "create", f"{pool}/homes"], check=True)
+            homes = mount_point / "homes"
+            homes.chmod(0o711)
+            yield homes
+        finally:
+            if subprocess.run(["zpool", "export", "-f", pool], capture_output=True).returncode:
+                subprocess.run(["umount", "-R", "-l", str(mount_point)], check=False)
+    finally:
+        image.unlink(missing_ok=True)
+        if daemon:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+
+
+def dataset(home) -> tuple[str, int, int]:
+    """(name, bytes referenced, refquota; 0: none) of the ZFS dataset mounted at a home, as the
+    host's zfs counts them; ("", 0, 0) if none is."""
+    def zfs(*args) -> list[str]:
+        return subprocess.run(["zfs", *args], check=True, capture_output=True, text=True).stdout.splitlines()
+
+    for name, mounted_at in (line.split("\t") for line in zfs("list", "-H", "-o", "name,mountpoint")):
+        if mounted_at == str(home):
+            referenced, refquota = zfs("get", "-Hp", "-o", "value", "referenced,refquota", name)
+            return name, int(referenced), int(refquota) if refquota.isdigit() else 0
+    return "", 0, 0

@@ -7,6 +7,10 @@ What each file system can do, found at the hub's start from the home root's moun
   no data copied, swapped in by one atomic rename).
 - XFS mounted with prjquota: each home is a project (its id the user's LabHub id) with a block limit;
   `df` in the server shows the quota as the home's size.
+- ZFS, where the home root is a dataset of its own: each home is a dataset under it with a refquota,
+  made and limited by the host's own zfs command (run in the Docker engine's mount namespace, so the
+  engine mounts the dataset into the server). A plain folder home becomes a dataset at its user's
+  next start (its files copied, the folder swapped out). `df` shows the quota as the home's size.
 - anything else cannot enforce: `labhub check` says so and what to do; LabHub measures instead
   (`labhub homes`, `labhub status`).
 
@@ -54,19 +58,28 @@ def format_size(size: float) -> str:
     return f"{size:.0f} B"
 
 
+# The kernel's ZFS, and zfs-fuse (ZFS in user space: what the tests run, the test machines having no
+# ZFS module).
+ZFS_TYPES = ("zfs", "fuse.zfs")
+
+
 @dataclass(frozen=True)
 class Backend:
-    """How the home root's file system limits a home: "btrfs", "xfs", or "" (it cannot: `problem`
-    says why and what to do)."""
+    """How the home root's file system limits a home: "btrfs", "xfs", "zfs", or "" (it cannot:
+    `problem` says why and what to do)."""
     name: str
     problem: str = ""
+    root: str = ""  # ZFS: the home root on the host, where the host's zfs command works on it
+    dataset: str = ""  # ZFS: the home root's dataset, whose children the homes are
 
 
-def backend(home_root: str, fs_type: str, options: frozenset[str], btrfs_quotas_on: bool) -> Backend:
-    """What the home root's file system (its type and mount options) can enforce."""
+def backend(home_root: str, fs_type: str, options: frozenset[str], quotas_on: bool, dataset: str = "") -> Backend:
+    """What the home root's file system (its type and mount options) can enforce. quotas_on: its
+    quota tool answers (btrfs: quotas are enabled; ZFS: the host's zfs command knows `dataset`, the
+    home root's, "" where the home root is not a dataset's root)."""
     where = f"homes under {home_root} are on {fs_type or 'an unknown file system'}"
     if fs_type == "btrfs":
-        if btrfs_quotas_on:
+        if quotas_on:
             return Backend("btrfs")
         return Backend("", f"{where} without quotas: run `sudo btrfs quota enable <its mount point>` on the host")
     if fs_type == "xfs":
@@ -74,9 +87,14 @@ def backend(home_root: str, fs_type: str, options: frozenset[str], btrfs_quotas_
             return Backend("xfs")
         return Backend("", f"{where}, mounted without project quotas: add prjquota to its mount options in "
                            "/etc/fstab and mount it again (XFS cannot turn them on while mounted)")
-    if fs_type == "zfs":
-        return Backend("", f"{where}: give each home a dataset with a refquota (`zfs create -o refquota=20G "
-                           "pool/homes/<user>`), which LabHub does not do itself")
+    if fs_type in ZFS_TYPES:
+        if not dataset:
+            return Backend("", f"{where}, inside a dataset with other files: make the home root a dataset of its own "
+                               f"(`sudo zfs create -o mountpoint={home_root} <pool>/homes`, the homes moved into it)")
+        if not quotas_on:
+            return Backend("", f"{where}, but the host's zfs command does not answer LabHub's helper container: "
+                               "install ZFS's tools on the host (zfsutils-linux), which LabHub runs there")
+        return Backend("zfs", root=home_root, dataset=dataset)
     return Backend("", f"{where}, which LabHub cannot limit per home: put them on XFS with prjquota or on btrfs")
 
 
@@ -116,20 +134,32 @@ def quota_for(user: str, groups: list[tuple[str, dict]], overrides: Overrides, d
     return parse_size(default) or 0, f"{PREFIX}HOME_QUOTA"
 
 
-# A limited home's use and limit in bytes (limit 0: none), as its file system counts them (args:
-# backend, home): btrfs, its subvolume's qgroup; XFS, the project's, which statfs reports.
+# Whether a home is limited on its own, and a limited home's use and limit in bytes (limit 0: none),
+# as its file system counts them (args: backend, the home's absolute path; on ZFS, $datasets is the
+# home root's dataset): btrfs, its subvolume's qgroup; XFS, the project's, which statfs reports; ZFS,
+# its dataset's.
 _HOME_USE = r"""
+limited() {
+  case $1 in
+    btrfs) [ "$(stat -c %i "$2")" = 256 ] ;;
+    xfs) [ "$(xfs_io -r -c stat "$2" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ] ;;
+    zfs) [ "$(zfs get -H -o value mountpoint "$datasets/${2##*/}" 2>/dev/null)" = "$2" ] ;;
+    *) false ;;
+  esac
+}
 home_use() {
-  if [ "$1" = btrfs ]; then
-    btrfs qgroup show -rf --raw --sync "$2" | awk '$1 ~ /^0\// { print $2, ($4 == "none" ? 0 : $4); exit }'
-  else
-    stat -f -c "%b %f %S" "$2" | awk '{ print ($1 - $2) * $3, $1 * $3 }'
-  fi
+  case $1 in
+    btrfs) btrfs qgroup show -rf --raw --sync "$2" | awk '$1 ~ /^0\// { print $2, ($4 == "none" ? 0 : $4); exit }' ;;
+    xfs) stat -f -c "%b %f %S" "$2" | awk '{ print ($1 - $2) * $3, $1 * $3 }' ;;
+    zfs) zfs get -Hp -o value referenced,refquota "$datasets/${2##*/}" |
+           awk '{ v[NR] = $1 } END { print v[1], (v[2] ~ /^[0-9]+$/ ? v[2] : 0) }' ;;
+  esac
 }
 """
 
-# Limits one home (args: backend, home, home root, project id, bytes or none, whether a plain folder
-# may become a subvolume now) and prints its use and limit in bytes (limit 0: none).
+# Limits one home (args: backend, home, home root (ZFS: its dataset), project id, bytes or none,
+# whether a plain folder may become a subvolume or dataset now) and prints its use and limit in
+# bytes (limit 0: none).
 _APPLY = _HOME_USE + r"""
 backend=$1 d=$2 root=$3 id=$4 limit=$5 convert=$6
 if [ "$backend" = btrfs ]; then
@@ -144,7 +174,7 @@ if [ "$backend" = btrfs ]; then
     mv --exchange -T "$new" "$d"
     rm -rf "$new"
   fi
-  if [ "$(stat -c %i "$d")" = 256 ]; then
+  if limited btrfs "$d"; then
     btrfs qgroup limit "$limit" "$d"
     home_use btrfs "$d"
   else
@@ -156,8 +186,56 @@ elif [ "$backend" = xfs ]; then
   fi
   xfs_quota -x -c "limit -p bhard=$([ "$limit" = none ] && echo 0 || echo "$limit") $id" "$root"
   home_use xfs "$d"
+elif [ "$backend" = zfs ]; then
+  datasets=$root ds="$root/${d##*/}" new="$d.labhub-dataset" old="$d.labhub-folder"
+  mounted_at() { zfs get -H -o value mountpoint "$ds" 2>/dev/null || true; }
+  # A conversion cut short (its dataset still mounted beside the home): its copy is whole once the
+  # folder has been moved aside, and only the swap is left; else the copy starts again.
+  if [ "$(mounted_at)" = "$new" ]; then
+    if [ -e "$old" ] && [ ! -e "$d" ]; then zfs inherit mountpoint "$ds"; else zfs destroy "$ds"; fi
+  fi
+  if [ -z "$(mounted_at)" ] && [ "$convert" = yes ]; then
+    zfs create -o mountpoint="$new" "$ds"
+    cp -a --reflink=auto "$d/." "$new/"
+    chown --reference="$d" "$new" && chmod --reference="$d" "$new"
+    mv -T "$d" "$old"
+    zfs inherit mountpoint "$ds"
+  fi
+  if limited zfs "$d"; then
+    rm -rf "$old" && rmdir "$new" 2>/dev/null || true
+    # ZFS refuses a refquota below what the home holds: then it holds it there, full, as the other
+    # file systems would.
+    zfs set refquota="$limit" "$ds" 2>/dev/null || zfs set refquota="$(zfs get -Hp -o value referenced "$ds")" "$ds"
+    home_use zfs "$d"
+  elif [ -n "$(mounted_at)" ]; then
+    echo "its dataset $ds is mounted at $(mounted_at), not at the home"
+  else
+    echo "not-yet-a-dataset"
+  fi
 fi
 """
+
+# Runs its arguments in the Docker engine's mount namespace, where the host's zfs command is, and
+# where a dataset it mounts is seen by the engine (and so bind-mounted into the server). The engine
+# is the dockerd in the host's pid namespace, not one nested in a container.
+_ON_HOST = r"""
+for p in /proc/[0-9]*; do
+  if [ "$(cat "$p/comm" 2>/dev/null)" = dockerd ] && [ "$(readlink "$p/ns/pid")" = "$(readlink /proc/self/ns/pid)" ]; then
+    exec nsenter -t "${p#/proc/}" -m -- "$@"
+  fi
+done
+echo "labhub: no Docker engine process (dockerd) in sight of the helper container" >&2
+exit 1
+"""
+
+# What a helper container needs to do so: the host's processes, and the privileges to enter the
+# engine's mount namespace (ptrace, to open it; AppArmor's default profile refuses both that and
+# mounting). The hub already drives the engine, which is as much.
+ZFS_HELPER = {"cap_add": ["SYS_ADMIN", "SYS_PTRACE"], "pid_mode": "host", "security_opt": ["apparmor=unconfined"]}
+
+
+def on_host(command: list[str]) -> list[str]:
+    return ["sh", "-c", _ON_HOST, "sh", *command]
 
 
 def _iow(kind: int, number: int, size: int) -> int:
@@ -248,43 +326,54 @@ def home_notice(use: Use | None) -> str:
 
 
 def apply_command(found: Backend, root: str, name: str, project_id: int, limit: int, convert: bool) -> list[str]:
-    """The script limiting the home `name` in the home root mounted at `root` (project_id: XFS's)."""
-    return ["sh", "-ec", _APPLY, "sh", found.name, f"{root}/{name}", root, str(project_id), str(limit or UNLIMITED),
-            "yes" if convert else "no"]
+    """The script limiting the home `name` in the home root mounted at `root` (project_id: XFS's);
+    on ZFS, run on the host, with the home root's path there."""
+    home, where = (f"{found.root}/{name}", found.dataset) if found.name == "zfs" else (f"{root}/{name}", root)
+    script = ["sh", "-ec", _APPLY, "sh", found.name, home, where, str(project_id), str(limit or UNLIMITED),
+              "yes" if convert else "no"]
+    return on_host(script) if found.name == "zfs" else script
 
 
 def helper_options(found: Backend | None) -> dict:
-    """What a helper container needs to set a limit: quota ioctls need CAP_SYS_ADMIN."""
-    return {"cap_add": ["SYS_ADMIN"]} if found and found.name else {}
+    """What a helper container needs to set a limit: quota ioctls need CAP_SYS_ADMIN; ZFS, the host."""
+    if not found or not found.name:
+        return {}
+    return ZFS_HELPER if found.name == "zfs" else {"cap_add": ["SYS_ADMIN"]}
 
 
 def probe(engine: docker.DockerClient, stack: Stack, s: Settings, home: "HostFolder") -> Backend | None:
     """With LABHUB_HOME_QUOTA: how the home root's file system (home, as probed) limits homes."""
     if not s.home_quota:
         return None
-    quotas_on = home.fs_type == "btrfs" and btrfs_quotas_on(engine, stack, s.home_root)
-    return backend(s.home_root, home.fs_type, home.options, quotas_on)
+    if home.fs_type == "btrfs":  # asking needs CAP_SYS_ADMIN; it fails where quotas are off
+        quotas_on = _answers(engine, stack, ["btrfs", "qgroup", "show", "/homes"], cap_add=["SYS_ADMIN"],
+                             mounts=[docker.types.Mount("/homes", s.home_root, type="bind", read_only=True)])
+    else:
+        quotas_on = home.fs_type in ZFS_TYPES and bool(home.source) and _answers(
+            engine, stack, on_host(["zfs", "list", "-H", "-o", "name", home.source]), **ZFS_HELPER)
+    return backend(s.home_root, home.fs_type, home.options, quotas_on, home.source)
 
 
-def btrfs_quotas_on(engine: docker.DockerClient, stack: Stack, home_root: str) -> bool:
-    """Whether quotas are enabled on the btrfs file system holding home_root (asking needs CAP_SYS_ADMIN)."""
+def _answers(engine: docker.DockerClient, stack: Stack, command: list[str], **options) -> bool:
+    """Whether a helper container running command succeeds."""
     try:
-        stack.run_helper(engine, ["btrfs", "qgroup", "show", "/homes"], cap_add=["SYS_ADMIN"],
-                         mounts=[docker.types.Mount("/homes", home_root, type="bind", read_only=True)])
+        stack.run_helper(engine, command, **options)
     except docker.errors.ContainerError:
         return False
     return True
 
 
-# Each home under /homes: its name, bytes in use and limit (0: none) as its file system counts them
-# where a quota holds it (args: backend), else as du does.
+# Each home in a home root: its name, bytes in use and limit (0: none) as its file system counts them
+# where a quota holds it, else as du does (args: backend, the home root, on ZFS its dataset). The
+# folders of a conversion under way (*.labhub-*) are no homes: escaped user names have no dot.
 _MEASURE = _HOME_USE + r"""
-cd /homes
+datasets=$3
+cd "$2"
 for d in *; do
   [ -d "$d" ] || continue
-  if { [ "$1" = btrfs ] && [ "$(stat -c %i "$d")" = 256 ]; } ||
-     { [ "$1" = xfs ] && [ "$(xfs_io -r -c stat "$d" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ]; }; then
-    echo "$d $(home_use "$1" "$d")"
+  case $d in *.labhub-*) continue ;; esac
+  if limited "$1" "$PWD/$d"; then
+    echo "$d $(home_use "$1" "$PWD/$d")"
   else
     echo "$d $(du -sB1 "$d" | cut -f1) 0"
   fi
@@ -293,7 +382,10 @@ done
 
 
 def measure_command(found: Backend | None) -> list[str]:
-    return ["sh", "-c", _MEASURE, "sh", found.name if found else ""]
+    """The script measuring every home, in a helper with the home root at /homes (ZFS: on the host)."""
+    if found and found.name == "zfs":
+        return on_host(["sh", "-c", _MEASURE, "sh", "zfs", found.root, found.dataset])
+    return ["sh", "-c", _MEASURE, "sh", found.name if found else "", "/homes", ""]
 
 
 def parse_measured(out: str) -> dict[str, Use]:

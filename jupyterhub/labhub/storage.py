@@ -53,6 +53,7 @@ class HostFolder:
     device: str = ""  # the file system's major:minor, the same for every folder on it
     fs_type: str = ""
     options: frozenset[str] = frozenset()  # the file system's mount options (e.g. prjquota)
+    source: str = ""  # what it is mounted from (a ZFS dataset), where the folder is its file system's root
     used: float = 0.0  # fraction of the file system in use, as df counts it
 
 
@@ -61,14 +62,16 @@ class HostFolder:
 _PROBE = 'for d; do echo "$(stat -c "%g %a" "$d") $(stat -f -c "%b %f %a" "$d")"; done; cat /proc/self/mountinfo'
 
 
-def _mount_entry(mountinfo: str, target: str) -> tuple[str, str, frozenset[str]]:
-    """(device, type, options) of the file system mounted at target, from a mount table."""
+def _mount_entry(mountinfo: str, target: str) -> tuple[str, str, frozenset[str], str]:
+    """(device, type, options, source: "" unless target is the file system's root) of the file
+    system mounted at target, from a mount table."""
     for line in mountinfo.splitlines():
         fields = line.split()
         if len(fields) > 4 and fields[4] == target and " - " in line:
-            fs_type, _source, super_options = line.split(" - ", 1)[1].split()[:3]
-            return fields[2], fs_type, frozenset(fields[5].split(",") + super_options.split(","))
-    return "", "", frozenset()
+            fs_type, source, super_options = line.split(" - ", 1)[1].split()[:3]
+            return (fields[2], fs_type, frozenset(fields[5].split(",") + super_options.split(",")),
+                    source if fields[3] == "/" else "")
+    return "", "", frozenset(), ""
 
 
 def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings, also: tuple[str, ...] = ()) -> dict[str, HostFolder]:
@@ -92,8 +95,8 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings, a
     for (path, mount), line in zip(zip(folders, mounts), lines, strict=False):
         gid, mode, total, free, available = line.split()
         used = int(total) - int(free)
-        device, fs_type, options = _mount_entry(mountinfo, mount["Target"])
-        found[path] = HostFolder(int(gid), int(mode, 8), device, fs_type, options,
+        device, fs_type, options, source = _mount_entry(mountinfo, mount["Target"])
+        found[path] = HostFolder(int(gid), int(mode, 8), device, fs_type, options, source,
                                  used / (used + int(available)) if used + int(available) else 0.0)
     return found
 
@@ -150,7 +153,7 @@ done
 if [ $# -gt 0 ]; then
   shift
   began=$(date +%s%N)
-  limited=$(sh "$@" 2>&1 | tr '\\n' ' ')
+  limited=$("$@" 2>&1 | tr '\\n' ' ')
   echo "quota $(( ($(date +%s%N) - began) / 1000000 )) $limited"
 fi
 """
@@ -163,7 +166,7 @@ def _make_areas(engine, stack: Stack, name: str, areas: list[Area], limit_home: 
     the milliseconds the quota's script took followed by what it printed."""
     args = [str(v) for i, a in enumerate(areas) for v in (f"/area/{i}/{name}", a.owner, a.group, a.mode, a.former)]
     if limit_home:
-        args += ["--", *limit_home[1:]]
+        args += ["--", *limit_home]
     out = stack.run_helper(engine, ["sh", "-c", _MAKE_AREAS, "sh", *args], **options,
                            mounts=[docker.types.Mount(f"/area/{i}", a.root, type="bind") for i, a in enumerate(areas)])
     lines = out.decode().splitlines()

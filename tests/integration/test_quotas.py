@@ -1,8 +1,9 @@
-"""Home quotas on real file systems, made by the test as loop-mounted images: btrfs with quotas
-(qgroups), which this machine's kernel has; XFS with project quotas where the kernel mounts it so,
-else skipped with the reason. A user fills their home: their saves fail and say why, their server
-still starts and they can clean up, nobody else notices, the admin sees it, and a user who tries
-to get out of their quota fails. (The decisions and parsing: tests/unit/test_quota.py.)"""
+"""Home quotas on real file systems, made by the test on image files: btrfs with quotas (qgroups),
+which this machine's kernel has; ZFS datasets, through zfs-fuse (this kernel has no ZFS module);
+XFS with project quotas where the kernel mounts it so, else skipped with the reason. A user fills
+their home: their saves fail and say why, their server still starts and they can clean up, nobody
+else notices, the admin sees it, and a user who tries to get out of their quota fails. (The
+decisions and parsing: tests/unit/test_quota.py.)"""
 
 import ast
 import concurrent.futures
@@ -234,3 +235,83 @@ def test_xfs_project_quotas_where_the_kernel_has_them(stack):
                 assert pia.server_api("DELETE", "/contents/fill.bin").status_code == 204
             finally:
                 pia.stop_server()
+
+
+@pytest.fixture
+def zfs_homes():
+    try:
+        with filesystems.zfs_homes("quota-zfs") as homes:
+            yield homes
+    except filesystems.CannotMount as e:
+        pytest.skip(str(e))
+
+
+def test_zfs_gives_each_home_a_dataset_held_to_its_quota(stack, zfs_homes):
+    """Labs on ZFS: each home a dataset with a refquota, made by the host's own zfs command, which
+    LabHub runs in the engine's mount namespace (here zfs-fuse's: this kernel has no ZFS module)."""
+    zeno = zfs_homes / "zeno"  # a home from before quotas: a plain folder with the user's work
+    zeno.mkdir(mode=0o700)
+    (zeno / THESIS).write_text("chapter 1")
+    (zeno / "passwd").symlink_to("/etc/passwd")  # the conversion, run as root, must copy the link, not follow it
+    for path in (zeno, zeno / THESIS, zeno / "passwd"):
+        os.chown(path, 1000, 1000, follow_symlinks=False)
+    with stack.configured(home_root=zfs_homes, home_quota="48M"):
+        admin = harness.HubClient(stack)
+        admin.login("admin", stack.admin_password())
+        users = {name: harness.native_user(stack, admin, name) for name in ("yara", "zeno")}
+        try:
+            for user in users.values():
+                user.start_server()
+            yara, zeno_user = users["yara"], users["zeno"]
+            # A new home and the plain folder are each a dataset of the home root's, limited; the
+            # folder's files, link and owner kept.
+            for name in users:
+                assert filesystems.dataset(zfs_homes / name)[::2] == (f"labhub-quota-zfs/homes/{name}", QUOTA), name
+            assert (os.stat(zeno).st_uid, os.stat(zeno).st_mode & 0o777) == (1000, 0o700)
+            assert zeno_user.read_file(THESIS) == "chapter 1"
+            assert os.readlink(zeno / "passwd") == "/etc/passwd" and os.lstat(zeno / "passwd").st_uid == 1000
+            assert sorted(p.name for p in zfs_homes.iterdir()) == ["yara", "zeno"]
+
+            # ZFS reports a dataset's refquota as its size: df and the lab's meter tell the truth.
+            size = python(yara, "import os; s = os.statvfs('.'); s.f_blocks * s.f_frsize")
+            assert 0.97 * QUOTA <= size <= 1.03 * QUOTA, size
+            metrics = yara.http.get(yara.url(f"{yara.server_path}api/metrics/v1"), timeout=30).json()
+            assert 0.97 * QUOTA <= metrics["limits"]["disk"]["disk"] <= 1.03 * QUOTA, metrics
+
+            # yara fills her home: ZFS stops her at her quota, and her save fails saying why.
+            written, error = python(yara, FILL + "fill('fill.bin')")
+            assert error == "Disk quota exceeded" and 30 <= written <= 48, (written, error)
+            r = yara.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            assert r.status_code == 500 and "Disk quota exceeded" in r.json()["message"], r.text
+            # Nobody else pays.
+            zeno_user.write_file("notes.txt", "zeno's notes")
+            assert zeno_user.read_file("notes.txt") == "zeno's notes"
+
+            # The admin sees her home, its quota enforced, at the top.
+            homes = admin_command(stack, "homes").splitlines()
+            assert homes[1].split()[0] == "yara" and homes[1].split()[3:5] == ["48.0", "MiB"], homes
+            assert int(homes[1].split()[-1].rstrip("%")) >= 95 and "not enforced" not in "".join(homes), homes
+            checked = admin_command(stack, "check")
+            assert "HOME_QUOTA" not in checked, checked
+
+            # Her full home starts again, and she cleans up.
+            yara.stop_server()
+            yara.start_server()
+            assert yara.server_api("DELETE", "/contents/fill.bin").status_code == 204
+            r = yara.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
+            assert r.status_code in (200, 201), r.text
+
+            # The admin's quota for a user is in force at once; one below what the home holds (which
+            # ZFS refuses to set) holds it where it is.
+            assert "in force" in admin_command(stack, "quota", "set", "yara", "100M")
+            assert filesystems.dataset(zfs_homes / "yara")[2] == 100 * 2**20
+            assert "in force" in admin_command(stack, "quota", "set", "zeno", "1K")
+            _, referenced, refquota = filesystems.dataset(zeno)
+            assert refquota == referenced > 2**10
+            for name in users:
+                assert "(LABHUB_HOME_QUOTA)" in admin_command(stack, "quota", "reset", name)
+            assert filesystems.dataset(zeno)[2] == QUOTA
+        finally:
+            for user in users.values():
+                with contextlib.suppress(Exception):
+                    user.stop_server()

@@ -38,18 +38,24 @@ def test_sizes_are_printed_in_the_largest_unit_that_fits():
         "0 B", "1023 B", "1.0 MiB", "19.5 GiB", "3.0 TiB"]
 
 
-@pytest.mark.parametrize("fs_type, options, quotas_on, name, problem", [
-    ("btrfs", frozenset({"rw"}), True, "btrfs", ""),
-    ("btrfs", frozenset({"rw"}), False, "", "without quotas: run `sudo btrfs quota enable <its mount point>`"),
-    ("xfs", frozenset({"rw", "prjquota"}), False, "xfs", ""),
-    ("xfs", frozenset({"rw", "pquota"}), False, "xfs", ""),
-    ("xfs", frozenset({"rw", "usrquota"}), False, "", "without project quotas: add prjquota to its mount options"),
-    ("zfs", frozenset(), False, "", "give each home a dataset with a refquota"),
-    ("ext4", frozenset({"rw"}), False, "", "on ext4, which LabHub cannot limit per home: put them on XFS"),
+@pytest.mark.parametrize("fs_type, options, quotas_on, dataset, name, problem", [
+    ("btrfs", frozenset({"rw"}), True, "", "btrfs", ""),
+    ("btrfs", frozenset({"rw"}), False, "", "", "without quotas: run `sudo btrfs quota enable <its mount point>`"),
+    ("xfs", frozenset({"rw", "prjquota"}), False, "", "xfs", ""),
+    ("xfs", frozenset({"rw", "pquota"}), False, "", "xfs", ""),
+    ("xfs", frozenset({"rw", "usrquota"}), False, "", "", "without project quotas: add prjquota to its mount options"),
+    ("zfs", frozenset(), True, "tank/homes", "zfs", ""),
+    ("fuse.zfs", frozenset(), True, "tank/homes", "zfs", ""),
+    ("zfs", frozenset(), False, "", "", "inside a dataset with other files: make the home root a dataset of its own "
+                                        "(`sudo zfs create -o mountpoint=/srv/homes <pool>/homes`"),
+    ("zfs", frozenset(), False, "tank/homes", "", "the host's zfs command does not answer LabHub's helper container: "
+                                                  "install ZFS's tools on the host"),
+    ("ext4", frozenset({"rw"}), False, "", "", "on ext4, which LabHub cannot limit per home: put them on XFS"),
 ])
-def test_what_each_file_system_can_enforce(fs_type, options, quotas_on, name, problem):
-    found = quota.backend("/srv/homes", fs_type, options, quotas_on)
+def test_what_each_file_system_can_enforce(fs_type, options, quotas_on, dataset, name, problem):
+    found = quota.backend("/srv/homes", fs_type, options, quotas_on, dataset)
     assert found.name == name and problem in found.problem and bool(found.problem) == bool(problem)
+    assert (found.root, found.dataset) == (("/srv/homes", dataset) if name == "zfs" else ("", ""))
 
 
 def test_a_quota_not_enforced_is_one_line_naming_the_setting_the_fix_and_the_fallback():
@@ -119,14 +125,19 @@ MOUNTINFO = """\
 22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
 845 820 7:0 /homes /probe/0 ro,relatime - xfs /dev/loop0 rw,attr2,inode64,prjquota
 846 820 0:48 / /probe/1 rw,relatime - btrfs /dev/loop1 rw,space_cache=v2,subvolid=5,subvol=/
+847 820 0:52 / /probe/2 rw,relatime - zfs tank/homes rw,xattr,posixacl
+848 820 0:53 /homes /probe/3 rw,relatime - zfs tank/data rw,xattr,posixacl
 """
 
 
 def test_a_folders_file_system_is_read_from_the_mount_table():
-    assert storage._mount_entry(MOUNTINFO, "/probe/0") == ("7:0", "xfs", frozenset(
+    assert storage._mount_entry(MOUNTINFO, "/probe/0")[:3] == ("7:0", "xfs", frozenset(
         {"ro", "relatime", "rw", "attr2", "inode64", "prjquota"}))
     assert storage._mount_entry(MOUNTINFO, "/probe/1")[:2] == ("0:48", "btrfs")
-    assert storage._mount_entry(MOUNTINFO, "/probe/9") == ("", "", frozenset())
+    assert storage._mount_entry(MOUNTINFO, "/probe/9") == ("", "", frozenset(), "")
+    # A ZFS dataset is named where the folder is its root: not for a folder inside one.
+    assert storage._mount_entry(MOUNTINFO, "/probe/2")[1::2] == ("zfs", "tank/homes")
+    assert storage._mount_entry(MOUNTINFO, "/probe/3")[1::2] == ("zfs", "")
 
 
 def facts(folders, docker_root="/var/lib/docker", home_quotas=None):
@@ -183,14 +194,16 @@ class Helpers:
         return self.out
 
 
-def started(tmp_path, monkeypatch, out: bytes, backend="btrfs", groups=(), others_active=False, spawner=None, **labhub):
-    """A start of ann's server (spawner, if given: its attributes) with quotas enforced by backend;
-    the helpers it ran."""
+def started(tmp_path, monkeypatch, out: bytes, backend: str | quota.Backend = "btrfs", groups=(), others_active=False,
+            spawner=None, **labhub):
+    """A start of ann's server (spawner, if given: its attributes) with quotas enforced by backend
+    (its name, or itself); the helpers it ran."""
     monkeypatch.setattr(storage, "USER_IDS_FILE", tmp_path / "user-ids.json")
     monkeypatch.setattr(quota, "OVERRIDES_FILE", tmp_path / "home-quotas.json")
     helpers = Helpers(out)
     s = load(home_root="/srv/homes", **labhub)
-    ctx = dataclasses.replace(hub_context(s, home_quotas=quota.Backend(backend)),
+    found = backend if isinstance(backend, quota.Backend) else quota.Backend(backend)
+    ctx = dataclasses.replace(hub_context(s, home_quotas=found),
                               stack=SimpleNamespace(home_volume=STACK.home_volume, run_helper=helpers))
     c = Config()
     storage.configure(c, ctx)
@@ -208,8 +221,8 @@ def test_a_start_limits_the_home_in_the_helper_that_makes_it(tmp_path, monkeypat
         [(command, options)] = started(tmp_path, monkeypatch, b"quota 12 1048576 53687091200 \n", home_quota="20G",
                                        groups=[("staff", {"home_quota": "50G"})])
     args = command[command.index("--") + 1:]
-    assert args[:2] == ["-ec", quota._APPLY]
-    assert args[2:] == ["sh", "btrfs", "/area/0/ann", "/area/0", "0", str(50 * G), "yes"]
+    assert args[:3] == ["sh", "-ec", quota._APPLY]
+    assert args[3:] == ["sh", "btrfs", "/area/0/ann", "/area/0", "0", str(50 * G), "yes"]
     assert options == {"cap_add": ["SYS_ADMIN"]}  # quota ioctls; nothing else is granted
     assert caplog.messages == ["labhub: the home of ann uses 1.0 MiB of 50.0 GiB (limit set in 12 ms)"]
 
@@ -238,6 +251,21 @@ def test_a_home_another_running_server_has_mounted_is_not_converted(tmp_path, mo
 def test_on_xfs_the_homes_project_is_the_users_own_id(tmp_path, monkeypatch):
     [(command, _)] = started(tmp_path, monkeypatch, b"quota 7 0 21474836480\n", backend="xfs", home_quota="20G")
     assert command[-6:] == ["xfs", "/area/0/ann", "/area/0", "20000", str(20 * G), "yes"]
+
+
+def test_on_zfs_a_start_limits_the_home_on_the_host_as_the_engine_sees_it(tmp_path, monkeypatch):
+    """The host's own zfs makes and limits the home's dataset in the engine's mount namespace, by the
+    home root's host path and dataset (for real, on zfs-fuse: tests/integration/test_quotas.py)."""
+    zfs = quota.Backend("zfs", root="/srv/homes", dataset="tank/homes")
+    [(command, options)] = started(tmp_path, monkeypatch, b"quota 30 1048576 21474836480\n", backend=zfs, home_quota="20G")
+    args = command[command.index("--") + 1:]
+    assert args[:4] == ["sh", "-c", quota._ON_HOST, "sh"]
+    assert args[4:] == ["sh", "-ec", quota._APPLY, "sh", "zfs", "/srv/homes/ann", "tank/homes", "0", str(20 * G), "yes"]
+    assert options == quota.ZFS_HELPER
+    assert quota.measure_command(zfs) == ["sh", "-c", quota._ON_HOST, "sh", "sh", "-c", quota._MEASURE, "sh",
+                                          "zfs", "/srv/homes", "tank/homes"]
+    assert quota.measure_command(None)[-3:] == ["", "/homes", ""]
+    assert quota.server_prefix(zfs) == []  # datasets and snapshots need /dev/zfs, which no server has
 
 
 def test_without_an_enforcing_file_system_a_start_limits_nothing(tmp_path, monkeypatch):
