@@ -76,7 +76,8 @@ class Backend:
 def backend(home_root: str, fs_type: str, options: frozenset[str], quotas_on: bool, dataset: str = "") -> Backend:
     """What the home root's file system (its type and mount options) can enforce. quotas_on: its
     quota tool answers (btrfs: quotas are enabled; ZFS: the host's zfs command knows `dataset`, the
-    home root's, "" where the home root is not a dataset's root)."""
+    home root's ("" where the home root is not a dataset's root), and mounts its children under the
+    home root)."""
     where = f"homes under {home_root} are on {fs_type or 'an unknown file system'}"
     if fs_type == "btrfs":
         if quotas_on:
@@ -92,8 +93,9 @@ def backend(home_root: str, fs_type: str, options: frozenset[str], quotas_on: bo
             return Backend("", f"{where}, inside a dataset with other files: make the home root a dataset of its own "
                                f"(`sudo zfs create -o mountpoint={home_root} <pool>/homes`, the homes moved into it)")
         if not quotas_on:
-            return Backend("", f"{where}, but the host's zfs command does not answer LabHub's helper container: "
-                               "install ZFS's tools on the host (zfsutils-linux), which LabHub runs there")
+            return Backend("", f"{where}, but the host's zfs command does not answer LabHub's helper container, or "
+                               f"would mount {dataset}'s children elsewhere: install ZFS's tools on the host "
+                               f"(zfsutils-linux) and `sudo zfs set mountpoint={home_root} {dataset}`")
         return Backend("zfs", root=home_root, dataset=dataset)
     return Backend("", f"{where}, which LabHub cannot limit per home: put them on XFS with prjquota or on btrfs")
 
@@ -346,21 +348,21 @@ def probe(engine: docker.DockerClient, stack: Stack, s: Settings, home: "HostFol
     if not s.home_quota:
         return None
     if home.fs_type == "btrfs":  # asking needs CAP_SYS_ADMIN; it fails where quotas are off
-        quotas_on = _answers(engine, stack, ["btrfs", "qgroup", "show", "/homes"], cap_add=["SYS_ADMIN"],
-                             mounts=[docker.types.Mount("/homes", s.home_root, type="bind", read_only=True)])
-    else:
-        quotas_on = home.fs_type in ZFS_TYPES and bool(home.source) and _answers(
-            engine, stack, on_host(["zfs", "list", "-H", "-o", "name", home.source]), **ZFS_HELPER)
+        quotas_on = _answer(engine, stack, ["btrfs", "qgroup", "show", "/homes"], cap_add=["SYS_ADMIN"],
+                            mounts=[docker.types.Mount("/homes", s.home_root, type="bind", read_only=True)]) is not None
+    else:  # a dataset's children mount under it unless it is mounted otherwise (mountpoint=legacy)
+        quotas_on = home.fs_type in ZFS_TYPES and bool(home.source) and _answer(
+            engine, stack, on_host(["zfs", "get", "-H", "-o", "value", "mountpoint", home.source]),
+            **ZFS_HELPER) == f"{s.home_root}\n"
     return backend(s.home_root, home.fs_type, home.options, quotas_on, home.source)
 
 
-def _answers(engine: docker.DockerClient, stack: Stack, command: list[str], **options) -> bool:
-    """Whether a helper container running command succeeds."""
+def _answer(engine: docker.DockerClient, stack: Stack, command: list[str], **options) -> str | None:
+    """What a helper container running command prints; None if it fails."""
     try:
-        stack.run_helper(engine, command, **options)
+        return stack.run_helper(engine, command, **options).decode()
     except docker.errors.ContainerError:
-        return False
-    return True
+        return None
 
 
 # Each home in a home root: its name, bytes in use and limit (0: none) as its file system counts them

@@ -9,6 +9,7 @@ import logging
 import sqlite3
 from types import SimpleNamespace
 
+import docker
 import pytest
 from traitlets.config import Config
 
@@ -48,8 +49,10 @@ def test_sizes_are_printed_in_the_largest_unit_that_fits():
     ("fuse.zfs", frozenset(), True, "tank/homes", "zfs", ""),
     ("zfs", frozenset(), False, "", "", "inside a dataset with other files: make the home root a dataset of its own "
                                         "(`sudo zfs create -o mountpoint=/srv/homes <pool>/homes`"),
-    ("zfs", frozenset(), False, "tank/homes", "", "the host's zfs command does not answer LabHub's helper container: "
-                                                  "install ZFS's tools on the host"),
+    ("zfs", frozenset(), False, "tank/homes", "", "the host's zfs command does not answer LabHub's helper container, "
+                                                  "or would mount tank/homes's children elsewhere: install ZFS's tools "
+                                                  "on the host (zfsutils-linux) and `sudo zfs set mountpoint=/srv/homes "
+                                                  "tank/homes`"),
     ("ext4", frozenset({"rw"}), False, "", "", "on ext4, which LabHub cannot limit per home: put them on XFS"),
 ])
 def test_what_each_file_system_can_enforce(fs_type, options, quotas_on, dataset, name, problem):
@@ -266,6 +269,28 @@ def test_on_zfs_a_start_limits_the_home_on_the_host_as_the_engine_sees_it(tmp_pa
                                           "zfs", "/srv/homes", "tank/homes"]
     assert quota.measure_command(None)[-3:] == ["", "/homes", ""]
     assert quota.server_prefix(zfs) == []  # datasets and snapshots need /dev/zfs, which no server has
+
+
+@pytest.mark.parametrize("answer, name", [(b"/srv/homes\n", "zfs"), (b"legacy\n", ""), (b"/srv/homes/x\n", ""), (None, "")])
+def test_on_zfs_homes_are_limited_where_the_host_mounts_the_datasets_children_under_the_home_root(answer, name):
+    """The host's zfs is asked where the home root's dataset mounts its children: under the home
+    root, or not at all (mountpoint=legacy: mounted by fstab), or it does not answer."""
+    asked = []
+
+    def run_helper(engine, command, **options):
+        asked.append((command, options))
+        if answer is None:
+            raise docker.errors.ContainerError("helper", 127, command, "hub", b"zfs: not found")
+        return answer
+
+    stack = SimpleNamespace(run_helper=run_helper)
+    found = quota.probe(None, stack, load(home_root="/srv/homes", home_quota="20G"),
+                        HostFolder(0, 0o711, "0:52", "zfs", source="tank/homes"))
+    assert found.name == name and (found.dataset, found.root) == (("tank/homes", "/srv/homes") if name else ("", ""))
+    assert asked == [(quota.on_host(["zfs", "get", "-H", "-o", "value", "mountpoint", "tank/homes"]), quota.ZFS_HELPER)]
+    # A home root inside a dataset is not asked about: its homes cannot be the dataset's children.
+    inside = quota.probe(None, stack, load(home_root="/srv/homes", home_quota="20G"), HostFolder(0, 0o711, "0:52", "zfs"))
+    assert "inside a dataset with other files" in inside.problem and len(asked) == 1
 
 
 def test_without_an_enforcing_file_system_a_start_limits_nothing(tmp_path, monkeypatch):
