@@ -145,7 +145,7 @@ limited() {
   case $1 in
     btrfs) [ "$(stat -c %i "$2")" = 256 ] ;;
     xfs) [ "$(xfs_io -r -c stat "$2" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ] ;;
-    zfs) [ "$(zfs get -H -o value mountpoint "$datasets/${2##*/}" 2>/dev/null)" = "$2" ] ;;
+    zfs) [ "$(zfs get -H -o value mountpoint,mounted "$datasets/${2##*/}" 2>/dev/null | tr '\n' ' ')" = "$2 yes " ] ;;
     *) false ;;
   esac
 }
@@ -190,18 +190,27 @@ elif [ "$backend" = xfs ]; then
   home_use xfs "$d"
 elif [ "$backend" = zfs ]; then
   datasets=$root ds="$root/${d##*/}" new="$d.labhub-dataset" old="$d.labhub-folder"
-  mounted_at() { zfs get -H -o value mountpoint "$ds" 2>/dev/null || true; }
+  at=$(zfs get -H -o value mountpoint "$ds" 2>/dev/null || true)
   # A conversion cut short (its dataset still mounted beside the home): its copy is whole once the
   # folder has been moved aside, and only the swap is left; else the copy starts again.
-  if [ "$(mounted_at)" = "$new" ]; then
-    if [ -e "$old" ] && [ ! -e "$d" ]; then zfs inherit mountpoint "$ds"; else zfs destroy "$ds"; fi
+  if [ "$at" = "$new" ]; then
+    if [ -e "$old" ] && [ ! -e "$d" ]; then zfs inherit mountpoint "$ds"; at=$d; else zfs destroy "$ds"; at=; fi
   fi
-  if [ -z "$(mounted_at)" ] && [ "$convert" = yes ]; then
-    zfs create -o mountpoint="$new" "$ds"
-    cp -a --reflink=auto "$d/." "$new/"
-    chown --reference="$d" "$new" && chmod --reference="$d" "$new"
-    mv -T "$d" "$old"
-    zfs inherit mountpoint "$ds"
+  if [ "$at" = "$d" ] && ! limited zfs "$d"; then  # the home's dataset, not mounted (an admin unmounted it)
+    zfs mount "$ds" || true
+  fi
+  if [ -z "$at" ] && [ "$convert" = yes ]; then
+    if [ -z "$(ls -A "$d")" ]; then  # a new home: its dataset mounts over the empty folder, and takes its owner
+      owner=$(stat -c %u:%g "$d") mode=$(stat -c %a "$d")
+      zfs create "$ds"
+      chown "$owner" "$d" && chmod "$mode" "$d"
+    else
+      zfs create -o mountpoint="$new" "$ds"
+      cp -a --reflink=auto "$d/." "$new/"
+      chown --reference="$d" "$new" && chmod --reference="$d" "$new"
+      mv -T "$d" "$old"
+      zfs inherit mountpoint "$ds"
+    fi
   fi
   if limited zfs "$d"; then
     rm -rf "$old" && rmdir "$new" 2>/dev/null || true
@@ -209,8 +218,8 @@ elif [ "$backend" = zfs ]; then
     # file systems would.
     zfs set refquota="$limit" "$ds" 2>/dev/null || zfs set refquota="$(zfs get -Hp -o value referenced "$ds")" "$ds"
     home_use zfs "$d"
-  elif [ -n "$(mounted_at)" ]; then
-    echo "its dataset $ds is mounted at $(mounted_at), not at the home"
+  elif [ -n "$at" ]; then
+    echo "its dataset $ds (mountpoint $at) is not mounted at the home"
   else
     echo "not-yet-a-dataset"
   fi

@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -294,8 +295,10 @@ def test_zfs_gives_each_home_a_dataset_held_to_its_quota(stack, zfs_homes):
             checked = admin_command(stack, "check")
             assert "HOME_QUOTA" not in checked, checked
 
-            # Her full home starts again, and she cleans up.
+            # Her full home starts again, and she cleans up. Her dataset, unmounted meanwhile (as an
+            # admin might), is mounted again first: she finds her files, not an empty folder.
             yara.stop_server()
+            subprocess.run(["zfs", "umount", "labhub-quota-zfs/homes/yara"], check=True)
             yara.start_server()
             assert yara.server_api("DELETE", "/contents/fill.bin").status_code == 204
             r = yara.server_api("PUT", "/contents/analysis.ipynb", json=NOTEBOOK)
