@@ -62,15 +62,18 @@ def zfs_homes(name: str, size: int = 512 * 2**20):
     WORK. This machine's kernel has no ZFS module, so it is zfs-fuse, ZFS in user space; its zfs
     command on this machine is the host's own, which LabHub runs there."""
     daemon = None
+    image, mount_point, pool = harness.WORK / f"{name}.img", harness.WORK / name, f"labhub-{name}"
+    harness.WORK.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["zpool", "list"], capture_output=True).returncode:
-        daemon = subprocess.Popen(["zfs-fuse", "--no-daemon"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = harness.WORK / "zfs-fuse.log"  # a file, not a pipe, which the daemon could fill and block on
+        with open(log, "wb") as out:
+            daemon = subprocess.Popen(["zfs-fuse", "--no-daemon"], stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while subprocess.run(["zpool", "list"], capture_output=True).returncode:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 daemon.kill()
-                raise CannotMount(f"zfs-fuse does not run here: {daemon.communicate()[1].decode().strip()}")
+                raise CannotMount(f"zfs-fuse does not run here: {log.read_text().strip()}")
             time.sleep(0.2)
-    image, mount_point, pool = harness.WORK / f"{name}.img", harness.WORK / name, f"labhub-{name}"
     with open(image, "wb") as f:
         f.truncate(size)
     try:
