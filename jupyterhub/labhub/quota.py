@@ -97,7 +97,8 @@ def backend(home_root: str, fs_type: str, options: frozenset[str], quotas_on: bo
                                f"would mount {dataset}'s children elsewhere: install ZFS's tools on the host "
                                f"(zfsutils-linux) and `sudo zfs set mountpoint={home_root} {dataset}`")
         return Backend("zfs", root=home_root, dataset=dataset)
-    return Backend("", f"{where}, which LabHub cannot limit per home: put them on XFS with prjquota or on btrfs")
+    return Backend("", f"{where}, which LabHub cannot limit per home: put them on XFS with prjquota, on btrfs or "
+                       "on a ZFS dataset")
 
 
 def not_enforced(s: Settings, found: Backend) -> str:

@@ -309,8 +309,8 @@ class Settings:
     home_root: str = _row("", "host folder holding a home folder per user; empty: a Docker volume per user",
                           _Reader.host_path)
     home_quota: str = _row("", "disk each user's home may take, e.g. 20G; none: only the quotas set per user (./labhub "
-                            "quota) or group (its home_quota property); empty: no quotas (needs HOME_ROOT on XFS or "
-                            "btrfs, README: Disk and quotas)", _Reader.quota)
+                            "quota) or group (its home_quota property); empty: no quotas (needs HOME_ROOT on XFS, "
+                            "btrfs or ZFS, README: Disk and quotas)", _Reader.quota)
     data_mounts: tuple[DataMount, ...] = _row("", "host folders for every user, host:container[:ro|rw], comma-separated",
                                               _Reader.data_mounts)
     shared_dir: str = _row("", "host folder every user can write to, at ~/shared; its group is mapped in",
@@ -439,8 +439,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
                    "set LABHUB_HOME_ROOT too (Docker volumes cannot be owned per user)")
     if s.home_quota and not s.home_root:
         raise fail("HOME_QUOTA", "homes are Docker volumes, which Docker cannot limit in size",
-                   "set LABHUB_HOME_ROOT to a folder on XFS (prjquota) or btrfs for homes (README, Disk and quotas), "
-                   "or leave it empty")
+                   "set LABHUB_HOME_ROOT to a folder on XFS (prjquota), btrfs or ZFS for homes (README, Disk and "
+                   "quotas), or leave it empty")
     if s.alert_email and not (s.smtp_server and s.smtp_from):
         raise fail("ALERT_EMAIL", "alert e-mails need a mail server and a sender",
                    "set LABHUB_SMTP_SERVER (host:port) and LABHUB_SMTP_FROM too, or leave it empty")

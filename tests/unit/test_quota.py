@@ -66,7 +66,7 @@ def test_a_quota_not_enforced_is_one_line_naming_the_setting_the_fix_and_the_fal
                               quota.backend("/srv/homes", "ext4", frozenset(), False))
     assert "\n" not in line
     assert line.startswith("LABHUB_HOME_QUOTA: homes under /srv/homes are on ext4")
-    assert "put them on XFS with prjquota or on btrfs" in line and "only measures homes" in line
+    assert "put them on XFS with prjquota, on btrfs or on a ZFS dataset" in line and "only measures homes" in line
 
 
 def test_the_users_own_quota_wins_then_the_largest_groups_then_the_default(tmp_path):
