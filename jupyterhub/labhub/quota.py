@@ -192,15 +192,23 @@ elif [ "$backend" = xfs ]; then
 elif [ "$backend" = zfs ]; then
   datasets=$root ds="$root/${d##*/}" new="$d.labhub-dataset" old="$d.labhub-folder"
   at=$(zfs get -H -o value mountpoint "$ds" 2>/dev/null || true)
-  # A conversion cut short (its dataset still mounted beside the home): its copy is whole once the
-  # folder has been moved aside, and only the swap is left; else the copy starts again.
+  # A conversion cut short (its dataset still mounted beside the home). Once the folder was moved
+  # aside the copy is whole, and only the swap is left (the home's folder is then the empty one
+  # made at this start). Before, the folder still holds the files, and the copy starts again.
   if [ "$at" = "$new" ]; then
-    if [ -e "$old" ] && [ ! -e "$d" ]; then zfs inherit mountpoint "$ds"; at=$d; else zfs destroy "$ds"; at=; fi
+    if [ -e "$old" ]; then
+      rmdir "$d" 2>/dev/null || true
+      zfs inherit mountpoint "$ds"
+      at=$d
+    elif [ -n "$(ls -A "$d")" ]; then
+      zfs destroy -f "$ds" || { sleep 1; zfs destroy -f "$ds"; }  # zfs-fuse says busy until its unmount settles
+      at=
+    fi
   fi
   if [ "$at" = "$d" ] && ! limited zfs "$d"; then  # the home's dataset, not mounted (an admin unmounted it)
     zfs mount "$ds" || true
   fi
-  if [ -z "$at" ] && [ "$convert" = yes ]; then
+  if [ -z "$at" ] && [ "$convert" = yes ] && [ ! -e "$old" ]; then
     if [ -z "$(ls -A "$d")" ]; then  # a new home: its dataset mounts over the empty folder, and takes its owner
       owner=$(stat -c %u:%g "$d") mode=$(stat -c %a "$d")
       zfs create "$ds"
@@ -214,11 +222,13 @@ elif [ "$backend" = zfs ]; then
     fi
   fi
   if limited zfs "$d"; then
-    rm -rf "$old" && rmdir "$new" 2>/dev/null || true
+    rm -rf "$old" && rmdir "$new" 2>/dev/null || true  # the swap's leftovers
     # ZFS refuses a refquota below what the home holds: then it holds it there, full, as the other
     # file systems would.
     zfs set refquota="$limit" "$ds" 2>/dev/null || zfs set refquota="$(zfs get -Hp -o value referenced "$ds")" "$ds"
     home_use zfs "$d"
+  elif [ -e "$old" ]; then
+    echo "its files are in $old, left by a conversion cut short, with no dataset: move them back to $d"
   elif [ -n "$at" ]; then
     echo "its dataset $ds (mountpoint $at) is not mounted at the home"
   else
@@ -248,6 +258,17 @@ ZFS_HELPER = {"cap_add": ["SYS_ADMIN", "SYS_PTRACE"], "pid_mode": "host", "secur
 
 def on_host(command: list[str]) -> list[str]:
     return ["sh", "-c", _ON_HOST, "sh", *command]
+
+
+def helper_mount(target: str, source: str, found: Backend | None, read_only: bool = False) -> docker.types.Mount:
+    """A helper's bind mount of the home root (or another root LabHub makes folders in). On ZFS it
+    leaves out the mounts under it, the homes' datasets: a container holding a copy of one keeps
+    ZFS from mounting that dataset elsewhere, as a conversion's swap does ("dataset is busy"). The
+    helper needs none of them there: the quota's script works on the host."""
+    mount = docker.types.Mount(target, source, type="bind", read_only=read_only)
+    if found and found.name == "zfs":
+        mount["BindOptions"] = {"NonRecursive": True}
+    return mount
 
 
 def _iow(kind: int, number: int, size: int) -> int:

@@ -168,10 +168,10 @@ class Home:
 def homes(engine: docker.DockerClient, stack: Stack, s: Settings) -> list[Home]:
     """Every home with its use and quota, fullest first (then largest): as the file system counts
     them where it enforces quotas, else measured by du against the quota the user would have."""
-    mounts = storage.home_mounts(engine, stack, s, "/homes")
+    found = quota.probe(engine, stack, s, storage.probe_host_folders(engine, stack, s)[s.home_root]) if s.home_quota else None
+    mounts = storage.home_mounts(engine, stack, s, "/homes", found)
     if not mounts:
         return []
-    found = quota.probe(engine, stack, s, storage.probe_host_folders(engine, stack, s)[s.home_root]) if s.home_quota else None
     enforced = bool(found and found.name)
     out = stack.run_helper(engine, quota.measure_command(found), mounts=mounts, **quota.helper_options(found)).decode()
     overrides, groups = quota.Overrides(), quota.user_groups(DATABASE) if s.home_quota else {}

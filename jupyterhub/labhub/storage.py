@@ -101,11 +101,12 @@ def probe_host_folders(engine: docker.DockerClient, stack: Stack, s: Settings, a
     return found
 
 
-def home_mounts(engine: docker.DockerClient, stack: Stack, s: Settings, root: str) -> list[docker.types.Mount]:
+def home_mounts(engine: docker.DockerClient, stack: Stack, s: Settings, root: str,
+                quotas: "quota.Backend | None" = None) -> list[docker.types.Mount]:
     """Read-only mounts placing every user's home at root/<escaped user name>, for a helper
-    container: the host's home root whole, or each user's home volume."""
+    container: the host's home root whole (as quota.helper_mount has it), or each user's home volume."""
     if s.home_root:
-        return [docker.types.Mount(root, s.home_root, type="bind", read_only=True)]
+        return [quota.helper_mount(root, s.home_root, quotas, read_only=True)]
     prefix = stack.home_volume.removesuffix("{username}")
     names = sorted(v.name for v in engine.volumes.list(filters={"name": prefix}) if v.name.startswith(prefix))
     return [docker.types.Mount(f"{root}/{name.removeprefix(prefix)}", name, read_only=True) for name in names]
@@ -160,7 +161,7 @@ fi
 
 
 def _make_areas(engine, stack: Stack, name: str, areas: list[Area], limit_home: list[str] | None = None,
-                **options) -> tuple[list[str], str]:
+                quotas: "quota.Backend | None" = None, **options) -> tuple[list[str], str]:
     """Makes each area's root/name, in one helper container, then limits the home if limit_home
     (labhub.quota's command for it) says how. Returns a line for each former area changed, and
     the milliseconds the quota's script took followed by what it printed."""
@@ -168,7 +169,7 @@ def _make_areas(engine, stack: Stack, name: str, areas: list[Area], limit_home: 
     if limit_home:
         args += ["--", *limit_home]
     out = stack.run_helper(engine, ["sh", "-c", _MAKE_AREAS, "sh", *args], **options,
-                           mounts=[docker.types.Mount(f"/area/{i}", a.root, type="bind") for i, a in enumerate(areas)])
+                           mounts=[quota.helper_mount(f"/area/{i}", a.root, quotas) for i, a in enumerate(areas)])
     lines = out.decode().splitlines()
     changed = {f"/area/{i}/{name}": a for i, a in enumerate(areas)}
     changed_lines = [f"{a.root}/{name}: made by an older LabHub, owned by {a.former} (open to every server with that uid); "
@@ -230,7 +231,7 @@ def configure(c, ctx: "HubContext") -> None:
         async def make_own_folders(spawner):
             spawner.notice = ""
             changed, limited = await asyncio.to_thread(_make_areas, ctx.engine, stack, spawner.escaped_name, areas(spawner),
-                                                       limit_home(spawner), **quota.helper_options(quotas))
+                                                       limit_home(spawner), quotas, **quota.helper_options(quotas))
             for line in changed:
                 spawner.log.warning("labhub: %s", line)
             if quotas:
@@ -261,7 +262,7 @@ def limit_home_now(engine: docker.DockerClient, stack: Stack, s: Settings, user:
     script = f'[ -d /area/0/{name} ] || {{ echo no-home; exit; }}; exec "$@"'
     out = stack.run_helper(engine, ["sh", "-c", script, "sh", *quota.apply_command(found, "/area/0", name, project_id,
                                                                                   limit, convert=False)],
-                           mounts=[docker.types.Mount("/area/0", s.home_root, type="bind")], **quota.helper_options(found))
+                           mounts=[quota.helper_mount("/area/0", s.home_root, found)], **quota.helper_options(found))
     use = quota.parse_use(out.decode())
     if out.decode().strip() == "no-home":
         return f"{said}; applied when their home is made, at their first start"

@@ -249,17 +249,36 @@ def zfs_homes():
 
 def test_zfs_gives_each_home_a_dataset_held_to_its_quota(stack, zfs_homes):
     """Labs on ZFS: each home a dataset with a refquota, made by the host's own zfs command, which
-    LabHub runs in the engine's mount namespace (here zfs-fuse's: this kernel has no ZFS module)."""
+    LabHub runs in the engine's mount namespace (here zfs-fuse's: this kernel has no ZFS module). A
+    home from before quotas becomes a dataset; one whose conversion a crash cut short is finished
+    or redone at the next start, losing nothing."""
+    def folder(path, files):
+        path.mkdir(mode=0o700)
+        for name, text in files.items():
+            (path / name).write_text(text)
+        for each in (path, *path.iterdir()):
+            os.chown(each, 1000, 1000, follow_symlinks=False)
+
     zeno = zfs_homes / "zeno"  # a home from before quotas: a plain folder with the user's work
-    zeno.mkdir(mode=0o700)
-    (zeno / THESIS).write_text("chapter 1")
+    folder(zeno, {THESIS: "chapter 1"})
     (zeno / "passwd").symlink_to("/etc/passwd")  # the conversion, run as root, must copy the link, not follow it
-    for path in (zeno, zeno / THESIS, zeno / "passwd"):
-        os.chown(path, 1000, 1000, follow_symlinks=False)
+    os.chown(zeno / "passwd", 1000, 1000, follow_symlinks=False)
+    # Conversions cut short, as a crash would leave them (the dataset mounted beside the home): xavi's
+    # after the folder was moved aside (the copy whole), wren's during the copy (the folder whole).
+    for name in ("xavi", "wren"):
+        subprocess.run(["zfs", "create", "-o", f"mountpoint={zfs_homes}/{name}.labhub-dataset",
+                        f"labhub-quota-zfs/homes/{name}"], check=True)
+    (zfs_homes / "xavi.labhub-dataset" / THESIS).write_text("chapter 2")
+    folder(zfs_homes / "xavi.labhub-folder", {THESIS: "chapter 2"})
+    folder(zfs_homes / "wren", {THESIS: "chapter 3", "data.csv": "1,2,3"})
+    (zfs_homes / "wren.labhub-dataset" / THESIS).write_text("chap")
+    for path in (zfs_homes / "xavi.labhub-dataset", zfs_homes / "xavi.labhub-dataset" / THESIS):
+        os.chown(path, 1000, 1000)
+    (zfs_homes / "xavi.labhub-dataset").chmod(0o700)
     with stack.configured(home_root=zfs_homes, home_quota="48M"):
         admin = harness.HubClient(stack)
         admin.login("admin", stack.admin_password())
-        users = {name: harness.native_user(stack, admin, name) for name in ("yara", "zeno")}
+        users = {name: harness.native_user(stack, admin, name) for name in ("yara", "zeno", "xavi", "wren")}
         try:
             for user in users.values():
                 user.start_server()
@@ -267,11 +286,15 @@ def test_zfs_gives_each_home_a_dataset_held_to_its_quota(stack, zfs_homes):
             # A new home and the plain folder are each a dataset of the home root's, limited; the
             # folder's files, link and owner kept.
             for name in users:
-                assert filesystems.dataset(zfs_homes / name)[::2] == (f"labhub-quota-zfs/homes/{name}", QUOTA), name
+                assert filesystems.dataset(zfs_homes / name)[::2] == (f"labhub-quota-zfs/homes/{name}", QUOTA), \
+                    re.findall(f"labhub: the home of {name} .*", stack.service_log("hub"))
             assert (os.stat(zeno).st_uid, os.stat(zeno).st_mode & 0o777) == (1000, 0o700)
             assert zeno_user.read_file(THESIS) == "chapter 1"
             assert os.readlink(zeno / "passwd") == "/etc/passwd" and os.lstat(zeno / "passwd").st_uid == 1000
-            assert sorted(p.name for p in zfs_homes.iterdir()) == ["yara", "zeno"]
+            # The cut-short conversions are finished, and nothing of either home is lost.
+            assert users["xavi"].read_file(THESIS) == "chapter 2"
+            assert (users["wren"].read_file(THESIS), users["wren"].read_file("data.csv")) == ("chapter 3", "1,2,3")
+            assert sorted(p.name for p in zfs_homes.iterdir()) == ["wren", "xavi", "yara", "zeno"]
 
             # ZFS reports a dataset's refquota as its size: df and the lab's meter tell the truth.
             size = python(yara, "import os; s = os.statvfs('.'); s.f_blocks * s.f_frsize")

@@ -190,17 +190,18 @@ class Helpers:
     """The stack's helper containers, recorded; each prints `out`."""
 
     def __init__(self, out: bytes):
-        self.runs, self.out = [], out
+        self.runs, self.mounts, self.out = [], [], out
 
     def __call__(self, engine, command, mounts, **options):
         self.runs.append((command, options))
+        self.mounts.append(mounts)
         return self.out
 
 
 def started(tmp_path, monkeypatch, out: bytes, backend: str | quota.Backend = "btrfs", groups=(), others_active=False,
-            spawner=None, **labhub):
+            spawner=None, helpers_mounts=None, **labhub):
     """A start of ann's server (spawner, if given: its attributes) with quotas enforced by backend
-    (its name, or itself); the helpers it ran."""
+    (its name, or itself); the helpers it ran (their mounts in helpers_mounts, if given)."""
     monkeypatch.setattr(storage, "USER_IDS_FILE", tmp_path / "user-ids.json")
     monkeypatch.setattr(quota, "OVERRIDES_FILE", tmp_path / "home-quotas.json")
     helpers = Helpers(out)
@@ -216,6 +217,8 @@ def started(tmp_path, monkeypatch, out: bytes, backend: str | quota.Backend = "b
     spawner.user = SimpleNamespace(name="ann", groups=[SimpleNamespace(name=n, properties=p) for n, p in groups],
                                    spawners={"": spawner, "gpu": other})
     asyncio.run(c.Spawner.pre_spawn_hook(spawner))
+    if helpers_mounts is not None:
+        helpers_mounts.extend(helpers.mounts)
     return helpers.runs
 
 
@@ -260,7 +263,14 @@ def test_on_zfs_a_start_limits_the_home_on_the_host_as_the_engine_sees_it(tmp_pa
     """The host's own zfs makes and limits the home's dataset in the engine's mount namespace, by the
     home root's host path and dataset (for real, on zfs-fuse: tests/integration/test_quotas.py)."""
     zfs = quota.Backend("zfs", root="/srv/homes", dataset="tank/homes")
-    [(command, options)] = started(tmp_path, monkeypatch, b"quota 30 1048576 21474836480\n", backend=zfs, home_quota="20G")
+    mounts = []
+    [(command, options)] = started(tmp_path, monkeypatch, b"quota 30 1048576 21474836480\n", backend=zfs, home_quota="20G",
+                                   helpers_mounts=mounts)
+    # The helper leaves the homes' datasets out of its mount of the home root: holding a copy of one
+    # would keep ZFS from moving it.
+    assert mounts == [[quota.helper_mount("/area/0", "/srv/homes", zfs)]]
+    assert mounts[0][0]["BindOptions"] == {"NonRecursive": True}
+    assert "BindOptions" not in quota.helper_mount("/area/0", "/srv/homes", quota.Backend("btrfs"))
     args = command[command.index("--") + 1:]
     assert args[:4] == ["sh", "-c", quota._ON_HOST, "sh"]
     assert args[4:] == ["sh", "-ec", quota._APPLY, "sh", "zfs", "/srv/homes/ann", "tank/homes", "0", str(20 * G), "yes"]

@@ -79,7 +79,7 @@ def test_homes_are_listed_fullest_first_with_their_user_names_and_quotas(monkeyp
     file system enforces shown as such, one it cannot shown as not enforced."""
     measured = "ann 1048576 0\nht-2d0 5242880 0\n"  # the folders as named: escaped
     stack = SimpleNamespace(run_helper=lambda engine, command, mounts: measured.encode())
-    monkeypatch.setattr(status.storage, "home_mounts", lambda engine, stack, s, root: ["mounts"])
+    monkeypatch.setattr(status.storage, "home_mounts", lambda engine, stack, s, root, quotas=None: ["mounts"])
     found = status.homes(None, stack, SimpleNamespace(home_quota=""))
     assert found == [status.Home("ht-0", 5 * 2**20, 0, False), status.Home("ann", 2**20, 0, False)]
     lines = status.homes_table(found).splitlines()
