@@ -142,10 +142,11 @@ def quota_for(user: str, groups: list[tuple[str, dict]], overrides: Overrides, d
 # home root's dataset): btrfs, its subvolume's qgroup; XFS, the project's, which statfs reports; ZFS,
 # its dataset's.
 _HOME_USE = r"""
+projid() { xfs_io -r -c stat "$1" | awk '$1 == "fsxattr.projid" { print $3 }'; }
 limited() {
   case $1 in
     btrfs) [ "$(stat -c %i "$2")" = 256 ] ;;
-    xfs) [ "$(xfs_io -r -c stat "$2" | awk '$1 == "fsxattr.projid" { print $3 }')" != 0 ] ;;
+    xfs) [ "$(projid "$2")" != 0 ] ;;
     zfs) [ "$(zfs get -H -o value mountpoint,mounted "$datasets/${2##*/}" 2>/dev/null | tr '\n' ' ')" = "$2 yes " ] ;;
     *) false ;;
   esac
@@ -184,14 +185,16 @@ if [ "$backend" = btrfs ]; then
     echo "not-yet-a-subvolume"
   fi
 elif [ "$backend" = xfs ]; then
-  if [ "$(xfs_io -r -c stat "$d" | awk '$1 == "fsxattr.projid" { print $3 }')" != "$id" ]; then
+  if [ "$(projid "$d")" != "$id" ]; then
     xfs_quota -x -c "project -s -p $d $id" "$root" >/dev/null
   fi
   xfs_quota -x -c "limit -p bhard=$([ "$limit" = none ] && echo 0 || echo "$limit") $id" "$root"
   home_use xfs "$d"
 elif [ "$backend" = zfs ]; then
   datasets=$root ds="$root/${d##*/}" new="$d.labhub-dataset" old="$d.labhub-folder"
-  at=$(zfs get -H -o value mountpoint "$ds" 2>/dev/null || true)
+  # Where the home's dataset, if any, mounts and whether it is mounted: one question per start.
+  state=$(zfs get -H -o value mountpoint,mounted "$ds" 2>/dev/null || true)
+  at=$(echo "$state" | sed -n 1p) mounted=$(echo "$state" | sed -n 2p)
   # A conversion cut short (its dataset still mounted beside the home). Once the folder was moved
   # aside the copy is whole, and only the swap is left (the home's folder is then the empty one
   # made at this start). Before, the folder still holds the files, and the copy starts again.
@@ -205,7 +208,7 @@ elif [ "$backend" = zfs ]; then
       at=
     fi
   fi
-  if [ "$at" = "$d" ] && ! limited zfs "$d"; then  # the home's dataset, not mounted (an admin unmounted it)
+  if [ "$at" = "$d" ] && [ "$mounted" != yes ]; then  # the home's dataset, unmounted (by an admin)
     zfs mount "$ds" || true
   fi
   if [ -z "$at" ] && [ "$convert" = yes ] && [ ! -e "$old" ]; then

@@ -71,6 +71,21 @@ def escape(home):
     return tried, made, [fill(f"{home}/{d}/more.bin", 20) for d in made]
 """
 
+# What a user can try to get out of a ZFS quota from their own server: reach ZFS's control device
+# (to make a dataset or change a refquota), or make a snapshot through the home's .zfs folder.
+ZFS_ESCAPE = """
+import os
+tried = {}
+for name, attempt in (("/dev/zfs", lambda: os.close(os.open("/dev/zfs", os.O_RDWR))),
+                      ("snapshot", lambda: os.mkdir(os.path.expanduser("~/.zfs/snapshot/escape")))):
+    try:
+        attempt()
+        tried[name] = "done"
+    except OSError as e:
+        tried[name] = e.strerror
+tried
+"""
+
 # A file of the user's own moved to project 0 (FS_IOC_FSGETXATTR, then FS_IOC_FSSETXATTR).
 XFS_PROJECT_0 = """
 import fcntl, os, struct
@@ -301,6 +316,11 @@ def test_zfs_gives_each_home_a_dataset_held_to_its_quota(stack, zfs_homes):
             assert 0.97 * QUOTA <= size <= 1.03 * QUOTA, size
             metrics = yara.http.get(yara.url(f"{yara.server_path}api/metrics/v1"), timeout=30).json()
             assert 0.97 * QUOTA <= metrics["limits"]["disk"]["disk"] <= 1.03 * QUOTA, metrics
+
+            # From her own server, as a terminal would, she can neither reach ZFS nor snapshot her home.
+            tried = python(yara, ZFS_ESCAPE)
+            assert "done" not in tried.values() and tried["/dev/zfs"] == "No such file or directory", tried
+            assert not subprocess.run(["zfs", "list", "-H", "-t", "snapshot"], capture_output=True, text=True).stdout
 
             # yara fills her home: ZFS stops her at her quota, and her save fails saying why.
             written, error = python(yara, FILL + "fill('fill.bin')")
